@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 # Valid Fargate task sizes: cpu units -> allowed memory (MiB).
 # https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-tasks-services.html
 FARGATE_MEMORY_BY_CPU: dict[int, tuple[int, ...]] = {
@@ -43,4 +45,21 @@ def fargate_size_error(cpu: object, memory: object) -> str:
             f"{memory_mib} MiB is not valid with {cpu_units} cpu units on Fargate; "
             f"use {allowed[0]}–{allowed[-1]} in steps of {allowed[1] - allowed[0]}"
         )
+    return ""
+
+
+# Prefect tags become AWS-side names nowhere, but they travel through YAML,
+# CLI flags and URLs: keep them to characters that need no quoting anywhere.
+LABEL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+
+
+def labels_error(labels: object) -> str:
+    """Return why `labels` is not a list of simple tags, or an empty string."""
+    if not isinstance(labels, list):
+        return f"must be a YAML list of strings such as [etl, nightly] (got {labels!r})"
+    for label in labels:
+        if not isinstance(label, str) or not LABEL_PATTERN.fullmatch(label):
+            return f"{label!r} must be 1-63 letters, digits, '_', '.' or '-' (no commas, quotes or spaces)"
+    if len(set(labels)) != len(labels):
+        return "contains duplicates"
     return ""

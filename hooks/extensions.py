@@ -17,7 +17,7 @@ from jinja2.ext import Extension
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from aws_limits import SLUG_MAX, fargate_size_error  # noqa: E402
+from aws_limits import SLUG_MAX, fargate_size_error, labels_error  # noqa: E402
 
 
 def hcl_string(value: object) -> str:
@@ -57,5 +57,6 @@ class TemplateExtension(Extension):
         )
         environment.globals.update(
             fargate_size_error=fargate_size_error,
+            labels_error=labels_error,
             slug_max=SLUG_MAX,
         )

@@ -1,0 +1,88 @@
+"""Named answer sets rendered by the suite.
+
+`ANSWER_SETS` are whole projects: every check runs on each. Together they use
+every choice of the questions that change the project's shape, pairwise for
+the ones that interact (storage x backend x network x state backend).
+`VALUE_SWEEPS` cover the choices that only change a value (region, retention,
+sizes, Python version); they get the cheap checks.
+"""
+
+from __future__ import annotations
+
+from copier_spec import choice_values
+
+ANSWER_SETS: dict[str, dict] = {
+    "default": {},
+    "s3-server": {
+        "project_name": "Event Ingest",
+        "prefect_backend": "server",
+        "code_storage": "s3",
+        "terraform_backend": "s3",
+        "ci_provider": "none",
+        "environments": ["dev", "staging"],
+        "python_version": "3.11",
+        "labels": ["ingest", "hourly"],
+    },
+    "existing-vpc-multi-env": {
+        "project_name": "Finance Reporting",
+        "network_mode": "existing_vpc",
+        "code_storage": "s3",
+        "terraform_backend": "s3",
+        "environments": ["dev", "staging", "prod"],
+        "python_version": "3.13",
+        "aws_region": "eu-central-1",
+        "owner": "finance-data",
+    },
+    "server-existing-vpc-on-demand": {
+        "project_name": "Regulated Ledger",
+        "prefect_backend": "server",
+        "network_mode": "existing_vpc",
+        "environments": ["prod"],
+        "spot_weight": 0,
+        "on_demand_weight": 1,
+        "on_demand_base": 1,
+        "worker_cpu": 512,
+        "worker_memory": 1024,
+        "log_retention_days": 365,
+    },
+    "spot-only-batch": {
+        "project_name": "Batch Scoring",
+        "terraform_backend": "s3",
+        "ci_provider": "none",
+        "environments": ["staging"],
+        "spot_weight": 1,
+        "on_demand_weight": 0,
+        "flow_cpu": 4096,
+        "flow_memory": 16384,
+        "crash_retries": 5,
+        "labels": [],
+    },
+    "server-s3-no-crash-retries": {
+        "project_name": "Leaderboard",
+        "prefect_backend": "server",
+        "code_storage": "s3",
+        "network_mode": "new_vpc",
+        "environments": ["prod", "dev"],
+        "crash_retries": 0,
+        "aws_region": "ap-southeast-2",
+    },
+}
+
+
+def _sweeps() -> dict[str, dict]:
+    """One render per index, cycling every value-only question's choices."""
+    swept = {
+        name: choice_values(name)
+        for name in ("aws_region", "log_retention_days", "python_version", "worker_cpu", "flow_cpu")
+    }
+    memory_for = {256: 512, 512: 1024, 1024: 2048, 2048: 4096, 4096: 8192, 8192: 16384, 16384: 32768}
+    sweeps = {}
+    for index in range(max(len(values) for values in swept.values())):
+        answers = {name: values[index % len(values)] for name, values in swept.items()}
+        answers["worker_memory"] = memory_for[answers["worker_cpu"]]
+        answers["flow_memory"] = memory_for[answers["flow_cpu"]]
+        sweeps[f"sweep-{index:02d}"] = answers
+    return sweeps
+
+
+VALUE_SWEEPS: dict[str, dict] = _sweeps()

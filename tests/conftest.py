@@ -1,0 +1,82 @@
+"""Render fixture shared by every test of the template.
+
+`render(answers)` renders this working tree (`vcs_ref="HEAD"`, so uncommitted
+changes are included, as Copier does for a dirty local template) into a
+directory shared by all xdist workers of this run, once per distinct answer
+set, isolated from the user's Copier settings.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from answer_sets import ANSWER_SETS, VALUE_SWEEPS
+from copier import run_copy
+from copier_spec import REPO
+
+Render = Callable[..., Path]
+
+
+def _render_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # getbasetemp() is per xdist worker; its parent is shared by the whole run.
+    root = tmp_path_factory.getbasetemp().parent / "renders"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def render_template(answers: dict, destination: Path, **kwargs) -> Path:
+    """Render this template with `answers` (the rest defaults) into `destination`."""
+    os.environ["COPIER_SETTINGS_PATH"] = str(destination.parent / "no-copier-settings.yml")
+    run_copy(
+        str(REPO),
+        destination,
+        data=answers,
+        defaults=True,
+        unsafe=True,
+        quiet=True,
+        vcs_ref="HEAD",
+        **kwargs,
+    )
+    return destination
+
+
+@pytest.fixture(scope="session")
+def render(tmp_path_factory: pytest.TempPathFactory) -> Render:
+    """Return a function answers -> rendered project directory (cached)."""
+    root = _render_root(tmp_path_factory)
+
+    def _render(answers: dict) -> Path:
+        key = hashlib.sha256(json.dumps(answers, sort_keys=True).encode()).hexdigest()[:16]
+        destination = root / key
+        with open(root / f"{key}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (destination / ".copier-answers.yml").exists():
+                shutil.rmtree(destination, ignore_errors=True)
+                render_template(answers, destination)
+        return destination
+
+    return _render
+
+
+@pytest.fixture(scope="session", params=sorted(ANSWER_SETS))
+def answer_set(request: pytest.FixtureRequest) -> tuple[str, dict]:
+    return request.param, ANSWER_SETS[request.param]
+
+
+@pytest.fixture(scope="session")
+def project(render: Render, answer_set: tuple[str, dict]) -> Path:
+    """A rendered project, once for each named answer set."""
+    return render(answer_set[1])
+
+
+@pytest.fixture(scope="session", params=sorted(VALUE_SWEEPS))
+def swept_project(request: pytest.FixtureRequest, render: Render) -> tuple[dict, Path]:
+    answers = VALUE_SWEEPS[request.param]
+    return answers, render(answers)

@@ -33,7 +33,11 @@ def _render_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def render_template(answers: dict, destination: Path, **kwargs) -> Path:
     """Render this template with `answers` (the rest defaults) into `destination`."""
-    os.environ["COPIER_SETTINGS_PATH"] = str(destination.parent / "no-copier-settings.yml")
+    # An empty settings file: the user's defaults and trusted list don't leak in.
+    settings = destination.parent / "copier-settings.yml"
+    if not settings.exists():
+        settings.write_text("{}\n")
+    os.environ["COPIER_SETTINGS_PATH"] = str(settings)
     run_copy(
         str(REPO),
         destination,

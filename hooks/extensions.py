@@ -18,6 +18,7 @@ from jinja2.ext import Extension
 sys.path.insert(0, str(Path(__file__).parent))
 
 from aws_limits import SLUG_MAX, fargate_size_error, labels_error  # noqa: E402
+from costs import cost_estimate, usd
 
 
 def hcl_string(value: object) -> str:
@@ -59,4 +60,6 @@ class TemplateExtension(Extension):
             fargate_size_error=fargate_size_error,
             labels_error=labels_error,
             slug_max=SLUG_MAX,
+            cost_estimate=cost_estimate,
+            usd=usd,
         )

@@ -1,0 +1,268 @@
+"""Running cost of the rendered stack, from the list prices in prices.json.
+
+Pure functions only (standard library), shared by the rendered README's cost
+table (`cost_estimate`, a Jinja global) and `benchmarks/stack_cost.py`, which
+derives the same `StackFacts` from a rendered project's Terraform instead of
+from the answers. Formulas:
+
+- a Fargate task-hour = vCPU x vCPU-hour price + GB x GB-hour price
+  (vCPU = cpu units / 1024, GB = memory MiB / 1024);
+- idle month = every always-on task (the worker of each environment) x 730 h
+  on its capacity provider, + its public IPv4 address, + secrets, alarms,
+  idle log ingestion and storage, + NAT gateways, load balancers and interface
+  VPC endpoints, if any;
+- expected Spot share of flow runs = spot_weight / (spot_weight +
+  on_demand_weight). The capacity provider base is ignored: it only pins the
+  first `base` tasks running at the same moment to on-demand, and flow runs
+  rarely overlap that much.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+PRICES_PATH = Path(__file__).with_name("prices.json")
+
+# What the Terraform of one environment creates; tests/test_costs.py checks
+# these against the rendered HCL so the README cannot drift from the stack.
+WORKERS_PER_ENVIRONMENT = 1
+SECRETS_PER_ENVIRONMENT = 1
+ALARMS_PER_ENVIRONMENT = 1
+
+
+@cache
+def load_prices(path: str | None = None) -> dict[str, Any]:
+    return json.loads(Path(path or PRICES_PATH).read_text())
+
+
+@dataclass(frozen=True)
+class FargateRates:
+    vcpu_hour: float
+    gb_hour: float
+
+    def task_hour(self, cpu_units: int, memory_mib: int) -> float:
+        return cpu_units / 1024 * self.vcpu_hour + memory_mib / 1024 * self.gb_hour
+
+
+@dataclass(frozen=True)
+class RegionPrices:
+    region: str
+    name: str
+    on_demand: FargateRates
+    spot: FargateRates
+    services: dict[str, float]
+    fargate_verified: bool
+    services_verified: bool
+    hours_per_month: float
+
+
+def region_prices(region: str, prices: dict[str, Any] | None = None) -> RegionPrices:
+    """Resolve a region's prices, applying the documented ratios to us-east-1."""
+    prices = prices or load_prices()
+    try:
+        entry = prices["regions"][region]
+    except KeyError:
+        raise ValueError(f"no prices for region {region!r}; add it to {PRICES_PATH.name}") from None
+    reference = prices["regions"][prices["reference_region"]]["fargate"]
+    fargate = entry["fargate"]
+    if "on_demand" in fargate:
+        on_demand, spot = FargateRates(**fargate["on_demand"]), FargateRates(**fargate["spot"])
+    else:
+        ratio = fargate["ratio_to_reference"]
+        on_demand = FargateRates(*(reference["on_demand"][k] * ratio for k in ("vcpu_hour", "gb_hour")))
+        spot = FargateRates(*(reference["spot"][k] * ratio for k in ("vcpu_hour", "gb_hour")))
+    regional = entry["services"]
+    services = {
+        key: price if key in prices["uniform_services"] else price * regional["ratio_to_reference"]
+        for key, price in prices["services"].items()
+    }
+    services.update(regional.get("overrides", {}))
+    return RegionPrices(
+        region=region,
+        name=entry["name"],
+        on_demand=on_demand,
+        spot=spot,
+        services=services,
+        fargate_verified=fargate["verified"],
+        services_verified=regional["verified"],
+        hours_per_month=prices["hours_per_month"],
+    )
+
+
+def spot_share(spot_weight: int, on_demand_weight: int) -> float:
+    """Expected fraction of flow runs on FARGATE_SPOT (capacity provider base ignored)."""
+    total = spot_weight + on_demand_weight
+    if total <= 0:
+        raise ValueError("spot_weight and on_demand_weight cannot both be 0")
+    return spot_weight / total
+
+
+@dataclass(frozen=True)
+class StackFacts:
+    """What the running cost depends on, whether read from answers or from Terraform."""
+
+    region: str
+    environments: int
+    # Always-on tasks (the workers), each priced on its own capacity provider.
+    worker_tasks: int
+    worker_cpu: int
+    worker_memory: int
+    worker_spot_share: float
+    public_ips: int  # public IPv4 addresses held around the clock (one per worker task)
+    flow_cpu: int
+    flow_memory: int
+    flow_public_ip: bool
+    spot_weight: int
+    on_demand_weight: int
+    on_demand_base: int
+    secrets: int
+    alarms: int
+    log_retention_days: int
+    nat_gateways: int = 0
+    load_balancers: int = 0
+    interface_endpoint_azs: int = 0
+
+
+def facts_from_answers(answers: dict[str, Any]) -> StackFacts:
+    """The facts the template's answers imply (what the Terraform creates per environment)."""
+    environments = len(answers["environments"])
+    public = answers["network_mode"] == "new_vpc"
+    workers = environments * WORKERS_PER_ENVIRONMENT
+    return StackFacts(
+        region=answers["aws_region"],
+        environments=environments,
+        worker_tasks=workers,
+        worker_cpu=int(answers["worker_cpu"]),
+        worker_memory=int(answers["worker_memory"]),
+        worker_spot_share=0.0,
+        public_ips=workers if public else 0,
+        flow_cpu=int(answers["flow_cpu"]),
+        flow_memory=int(answers["flow_memory"]),
+        flow_public_ip=public,
+        spot_weight=int(answers["spot_weight"]),
+        on_demand_weight=int(answers["on_demand_weight"]),
+        on_demand_base=int(answers["on_demand_base"]),
+        secrets=environments * SECRETS_PER_ENVIRONMENT,
+        alarms=environments * ALARMS_PER_ENVIRONMENT,
+        log_retention_days=int(answers["log_retention_days"]),
+    )
+
+
+@dataclass(frozen=True)
+class CostLine:
+    item: str
+    quantity: str
+    monthly: float
+
+
+def idle_monthly(facts: StackFacts, prices: dict[str, Any] | None = None) -> list[CostLine]:
+    """Monthly cost of the stack with no flow runs, one line per billed resource kind."""
+    prices = prices or load_prices()
+    rates = region_prices(facts.region, prices)
+    hours = rates.hours_per_month
+    service = rates.services
+    worker_hour = facts.worker_spot_share * rates.spot.task_hour(facts.worker_cpu, facts.worker_memory) + (
+        1 - facts.worker_spot_share
+    ) * rates.on_demand.task_hour(facts.worker_cpu, facts.worker_memory)
+    capacity = "on-demand" if facts.worker_spot_share == 0 else f"{facts.worker_spot_share:.0%} Spot"
+    log_gb = facts.environments * prices["assumptions"]["idle_log_gb_per_environment_month"]
+    stored_gb = log_gb * facts.log_retention_days / (hours / 24)
+    lines = [
+        CostLine(
+            f"Prefect worker task ({facts.worker_cpu / 1024:g} vCPU, {facts.worker_memory / 1024:g} GB, "
+            f"{capacity} Fargate, {hours:g} h)",
+            f"{facts.worker_tasks}",
+            facts.worker_tasks * worker_hour * hours,
+        ),
+        CostLine(
+            "Public IPv4 address of the worker task",
+            f"{facts.public_ips}",
+            facts.public_ips * service["public_ipv4_hour"] * hours,
+        ),
+        CostLine("Secrets Manager secret", f"{facts.secrets}", facts.secrets * service["secret_month"]),
+        CostLine("CloudWatch alarm", f"{facts.alarms}", facts.alarms * service["alarm_month"]),
+        CostLine(
+            f"CloudWatch Logs (idle worker logs, {facts.log_retention_days}-day retention)",
+            f"{log_gb:g} GB",
+            log_gb * service["logs_ingested_gb"] + stored_gb * service["logs_stored_gb_month"],
+        ),
+        CostLine(
+            "NAT gateway", f"{facts.nat_gateways}", facts.nat_gateways * service["nat_gateway_hour"] * hours
+        ),
+        CostLine(
+            "Load balancer", f"{facts.load_balancers}", facts.load_balancers * service["alb_hour"] * hours
+        ),
+        CostLine(
+            "Interface VPC endpoint (per AZ)",
+            f"{facts.interface_endpoint_azs}",
+            facts.interface_endpoint_azs * service["interface_endpoint_hour"] * hours,
+        ),
+    ]
+    # Lines for resources the stack does not have carry no information.
+    return [line for line in lines if line.monthly > 0 or line.quantity not in ("0", "0 GB")]
+
+
+@dataclass(frozen=True)
+class FlowRunHour:
+    cpu: int
+    memory: int
+    spot: float
+    on_demand: float
+    spot_share: float
+    public_ipv4: float
+
+    @property
+    def blended(self) -> float:
+        return self.spot_share * self.spot + (1 - self.spot_share) * self.on_demand
+
+
+def flow_run_hour(facts: StackFacts, prices: dict[str, Any] | None = None) -> FlowRunHour:
+    """Price of one hour of a default-size flow run (public IPv4 included when it gets one)."""
+    rates = region_prices(facts.region, prices)
+    ip = rates.services["public_ipv4_hour"] if facts.flow_public_ip else 0.0
+    return FlowRunHour(
+        cpu=facts.flow_cpu,
+        memory=facts.flow_memory,
+        spot=rates.spot.task_hour(facts.flow_cpu, facts.flow_memory) + ip,
+        on_demand=rates.on_demand.task_hour(facts.flow_cpu, facts.flow_memory) + ip,
+        spot_share=spot_share(facts.spot_weight, facts.on_demand_weight),
+        public_ipv4=ip,
+    )
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    facts: StackFacts
+    region: RegionPrices
+    idle: list[CostLine]
+    flow_run: FlowRunHour
+    retrieved: str
+
+    @property
+    def idle_total(self) -> float:
+        return sum(line.monthly for line in self.idle)
+
+
+def estimate(facts: StackFacts, prices: dict[str, Any] | None = None) -> CostEstimate:
+    prices = prices or load_prices()
+    return CostEstimate(
+        facts=facts,
+        region=region_prices(facts.region, prices),
+        idle=idle_monthly(facts, prices),
+        flow_run=flow_run_hour(facts, prices),
+        retrieved=prices["retrieved"],
+    )
+
+
+def cost_estimate(answers: dict[str, Any]) -> CostEstimate:
+    """Jinja global: the cost estimate of the project these answers render."""
+    return estimate(facts_from_answers(answers))
+
+
+def usd(amount: float, places: int = 2) -> str:
+    """`$1,234.50`; small per-hour prices get more places (`usd(x, 4)`)."""
+    return f"${amount:,.{places}f}"

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import re
+from functools import cache
+from pathlib import Path
+
+import yaml
 
 # Valid Fargate task sizes: cpu units -> allowed memory (MiB).
 # https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-tasks-services.html
@@ -63,3 +67,63 @@ def labels_error(labels: object) -> str:
     if len(set(labels)) != len(labels):
         return "contains duplicates"
     return ""
+
+
+# Copier casts `--data`/`--data-file` answers before it runs any validator, and
+# its cast errors ("invalid literal for int() with base 10: 'abc'", "Not a YAML
+# list: 'dev'") do not say which of twenty answers is wrong. This check runs
+# first (a computed value at the top of copier.yml) and names the question.
+@cache
+def _question_types() -> dict[str, dict]:
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "copier.yml").read_text())
+    return {
+        name: spec
+        for name, spec in config.items()
+        if not name.startswith("_") and isinstance(spec, dict) and spec.get("when") is not False
+    }
+
+
+def _type_error(name: str, spec: dict, value: object) -> str:
+    kind = spec.get("type", "str")
+    if spec.get("multiselect"):
+        if isinstance(value, str):
+            try:
+                value = yaml.safe_load(value)
+            except yaml.YAMLError:
+                value = None
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            return f"{name} must be a list such as [dev, prod] (got {value!r})"
+        return ""
+    if kind == "int":
+        if isinstance(value, bool) or not (
+            isinstance(value, int) or (isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value))
+        ):
+            return f"{name} must be a whole number (got {value!r})"
+    elif kind == "yaml":
+        if isinstance(value, str):
+            try:
+                yaml.safe_load(value)
+            except yaml.YAMLError as error:
+                problem = " ".join(str(error).split())
+                return f"{name} is not valid YAML ({problem})"
+    elif kind == "str" and (value is None or isinstance(value, (bool, list, dict))):
+        return f"{name} must be a single text value (got {value!r})"
+    return ""
+
+
+def answer_types_error(data: object) -> str:
+    """Return why a given answer cannot be cast to its question's type, or ''."""
+    if not isinstance(data, dict):
+        return ""
+    questions = _question_types()
+    for name, value in data.items():
+        if name in questions and (problem := _type_error(name, questions[name], value)):
+            return problem
+    return ""
+
+
+def require_answer_types(data: object) -> str:
+    """Raise ValueError naming the question whose answer has the wrong type."""
+    if problem := answer_types_error(data):
+        raise ValueError(f"Invalid answer: {problem}")
+    return "checked"

@@ -17,7 +17,7 @@ from jinja2.ext import Extension
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from aws_limits import SLUG_MAX, fargate_size_error, labels_error  # noqa: E402
+from aws_limits import SLUG_MAX, fargate_size_error, labels_error, require_answer_types  # noqa: E402
 from costs import cost_estimate, usd
 
 
@@ -59,6 +59,7 @@ class TemplateExtension(Extension):
         environment.globals.update(
             fargate_size_error=fargate_size_error,
             labels_error=labels_error,
+            require_answer_types=require_answer_types,
             slug_max=SLUG_MAX,
             cost_estimate=cost_estimate,
             usd=usd,

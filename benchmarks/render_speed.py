@@ -1,0 +1,274 @@
+"""How long rendering this template takes, next to a one-file reference template.
+
+Measures, each as the median of several runs into a fresh destination:
+
+- `copier copy --defaults` of this template (vcs_ref HEAD, so uncommitted
+  changes are included) through the CLI, as users run it, and of a one-file
+  reference template made here, rendered the same way: their ratio is the
+  template's own overhead, whatever the machine;
+- `python -c "import copier"`: the interpreter start-up and imports every CLI
+  run pays before it reads the template;
+- the same two renders in-process with `copier.run_copy`, without that cost;
+- `copier update` between two tags of a temporary git copy of the template
+  (the second tag changes one line).
+
+Copier settings are isolated (an empty settings file), so the user's defaults
+and trust list change nothing. `--profile` adds a cProfile of one in-process
+render, grouped into the phases that matter (git, Jinja environment and
+extensions, question rendering, file rendering).
+
+Targets: median CLI render <= 1.0 s and <= 2x the reference.
+
+    .venv/bin/python benchmarks/render_speed.py [--runs 7] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import io
+import os
+import pstats
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TARGET_SECONDS = 1.0
+TARGET_RATIO = 2.0
+
+COPY_FLAGS = ["--trust", "--defaults", "--quiet"]
+
+
+def git(*args: str, cwd: Path) -> str:
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "bench",
+        "GIT_AUTHOR_EMAIL": "bench@example.com",
+        "GIT_COMMITTER_NAME": "bench",
+        "GIT_COMMITTER_EMAIL": "bench@example.com",
+    }
+    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
+
+
+def make_reference_template(root: Path) -> Path:
+    """A committed one-question, one-file template: the floor of any Copier render."""
+    template = root / "reference-template"
+    template.mkdir()
+    (template / "copier.yml").write_text(
+        "_templates_suffix: .jinja\nproject_name:\n  type: str\n  default: Reference\n"
+    )
+    (template / "README.md.jinja").write_text("# {{ project_name }}\n")
+    (template / "{{_copier_conf.answers_file}}.jinja").write_text("{{ _copier_answers | to_nice_yaml -}}\n")
+    git("init", "-q", cwd=template)
+    git("add", "-A", cwd=template)
+    git("commit", "-q", "-m", "reference", cwd=template)
+    return template
+
+
+def make_tagged_copy(root: Path, template: Path) -> Path:
+    """A git copy of the template's working tree tagged v1.0.0, plus v1.0.1 that changes one line."""
+    copy = root / "template-tags"
+    git("clone", "-q", "--no-checkout", str(template), str(copy), cwd=root)
+    files = git("ls-files", "-z", "--cached", "--others", "--exclude-standard", cwd=template).split("\0")
+    for name in filter(None, files):
+        source = template / name
+        if source.is_file():
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, copy / name)
+    git("add", "-A", cwd=copy)
+    git("commit", "-q", "--allow-empty", "-m", "snapshot of the working tree", cwd=copy)
+    git("tag", "v1.0.0", cwd=copy)
+    readme = copy / "template" / "README.md.jinja"
+    readme.write_text(readme.read_text() + "\n<!-- benchmark: second tag -->\n")
+    git("commit", "-q", "-am", "trivial change", cwd=copy)
+    git("tag", "v1.0.1", cwd=copy)
+    return copy
+
+
+def timed(action: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
+def median_of(runs: int, prepare: Callable[[int], object], action: Callable[[object], object]) -> list[float]:
+    times = []
+    for index in range(runs):
+        argument = prepare(index)
+        times.append(timed(lambda argument=argument: action(argument)))
+    return times
+
+
+def cli(*args: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore", "-m", "copier", *args], capture_output=True, text=True
+    )
+    if done.returncode:
+        sys.exit(f"copier {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+
+
+def summary(name: str, times: list[float]) -> str:
+    return (
+        f"{name:<46} median {statistics.median(times):6.2f} s"
+        f"   (min {min(times):.2f}, max {max(times):.2f}, n={len(times)})"
+    )
+
+
+PHASES = {
+    "git (clone, status, checkout: subprocesses)": ("_vcs.py", "clone"),
+    "Jinja environment + _jinja_extensions": ("_main.py", "jinja_env"),
+    "questions: defaults and validators (_ask)": ("_main.py", "_ask"),
+    "rendering template files": ("_main.py", "_render_template"),
+    "template config (copier.yml) load": ("_template.py", "config_data"),
+}
+
+
+def profile_render(src: Path, root: Path) -> str:
+    from copier import run_copy
+
+    profiler = cProfile.Profile()
+    destination = root / "profiled"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        profiler.runcall(
+            run_copy, str(src), destination, defaults=True, unsafe=True, quiet=True, vcs_ref="HEAD"
+        )
+    stats = pstats.Stats(profiler)
+    total = stats.total_tt  # type: ignore[attr-defined]
+    lines = [f"cProfile of one in-process render: {total:.2f} s total (profiler overhead included)"]
+    for label, (filename, function) in PHASES.items():
+        cumulative = max(
+            (
+                entry[3]
+                for (path, _, name), entry in stats.stats.items()  # type: ignore[attr-defined]
+                if path.endswith(filename) and name == function
+            ),
+            default=0.0,
+        )
+        lines.append(f"  {label:<46} {cumulative:6.2f} s  ({cumulative / total:4.0%})")
+    buffer = io.StringIO()
+    pstats.Stats(profiler, stream=buffer).sort_stats("cumulative").print_stats(25)
+    lines.append(buffer.getvalue())
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=7, help="renders per measurement (default 7)")
+    parser.add_argument("--update-runs", type=int, default=3, help="copier update runs (default 3)")
+    parser.add_argument("--profile", action="store_true", help="also profile one in-process render")
+    parser.add_argument(
+        "--committed",
+        action="store_true",
+        help="render a clean clone of the last commit instead of the working tree (dirty changes excluded)",
+    )
+    options = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="render-speed-") as tmp:
+        root = Path(tmp)
+        settings = root / "copier-settings.yml"
+        settings.write_text("{}\n")
+        os.environ["COPIER_SETTINGS_PATH"] = str(settings)
+        reference = make_reference_template(root)
+        template = REPO
+        if options.committed:
+            template = root / "committed-template"
+            git("clone", "-q", str(REPO), str(template), cwd=root)
+        counter = iter(range(10**6))
+
+        def fresh(_: int) -> Path:
+            return root / f"dst-{next(counter)}"
+
+        results: dict[str, list[float]] = {}
+        print(
+            f"copier {metadata.version('copier')}, "
+            f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, template {template}"
+        )
+        results["cli template"] = median_of(
+            options.runs,
+            fresh,
+            lambda dst: cli("copy", *COPY_FLAGS, "--vcs-ref", "HEAD", str(template), str(dst)),
+        )
+        print(summary("CLI copy: this template", results["cli template"]))
+        results["cli reference"] = median_of(
+            options.runs,
+            fresh,
+            lambda dst: cli("copy", *COPY_FLAGS, "--vcs-ref", "HEAD", str(reference), str(dst)),
+        )
+        print(summary("CLI copy: one-file reference template", results["cli reference"]))
+        results["import"] = median_of(
+            options.runs,
+            lambda _: None,
+            lambda _: subprocess.run([sys.executable, "-c", "import copier"], check=True),
+        )
+        print(summary("python -c 'import copier' (start-up)", results["import"]))
+
+        from copier import run_copy
+
+        def in_process(src: Path) -> Callable[[object], object]:
+            def render(dst: object) -> None:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    run_copy(str(src), dst, defaults=True, unsafe=True, quiet=True, vcs_ref="HEAD")
+
+            return render
+
+        results["api template"] = median_of(options.runs, fresh, in_process(template))
+        print(summary("run_copy in-process: this template", results["api template"]))
+        results["api reference"] = median_of(options.runs, fresh, in_process(reference))
+        print(summary("run_copy in-process: reference template", results["api reference"]))
+
+        tagged = make_tagged_copy(root, template)
+        project = root / "project-v1"
+        cli("copy", *COPY_FLAGS, "--vcs-ref", "v1.0.0", str(tagged), str(project))
+        git("init", "-q", cwd=project)
+        git("add", "-A", cwd=project)
+        git("commit", "-q", "-m", "project at v1.0.0", cwd=project)
+
+        def project_copy(_: int) -> Path:
+            destination = fresh(0)
+            shutil.copytree(project, destination, symlinks=True)
+            return destination
+
+        results["update"] = median_of(
+            options.update_runs,
+            project_copy,
+            lambda dst: cli("update", *COPY_FLAGS, "--vcs-ref", "v1.0.1", str(dst)),
+        )
+        print(summary("CLI update v1.0.0 -> v1.0.1", results["update"]))
+
+        template_s = statistics.median(results["cli template"])
+        reference_s = statistics.median(results["cli reference"])
+        ratio = template_s / reference_s
+        startup_s = statistics.median(results["import"])
+        print()
+        print(f"ratio template / reference (CLI): {ratio:.2f}x  (target <= {TARGET_RATIO:g}x)")
+        print(
+            f"template-specific time (CLI, above reference): {template_s - reference_s:.2f} s; "
+            f"interpreter start-up + imports: {startup_s:.2f} s of every CLI run"
+        )
+        verdicts = [
+            ("median CLI render", template_s, TARGET_SECONDS, "s"),
+            ("ratio to reference", ratio, TARGET_RATIO, "x"),
+        ]
+        for name, value, target, unit in verdicts:
+            state = "met" if value <= target else f"MISSED by {value - target:.2f} {unit}"
+            print(f"target {name} <= {target:g} {unit}: {value:.2f} {unit} -> {state}")
+        if options.profile:
+            print()
+            print(profile_render(template, root))
+    return 0
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())

@@ -1,0 +1,177 @@
+"""What each validation layer costs for one answer set (the defaults).
+
+Each layer is the template's own pytest file(s) for that concern, run with
+`-k default` (tests of the `default` answer set, plus any whose name says
+default), serially (`-n 0`), in its own pytest process. All layers share one
+render cache (the `render` fixture keeps renders next to pytest's basetemp),
+and the first layer renders it, so later layers measure only their checks.
+"parse" is measured in-process: python-hcl2 over every .tf of that render.
+
+A layer whose test file does not exist yet is skipped with a message.
+`--whole-suite` also times the complete suite as CI runs it (`pytest`, with the
+pyproject's `-n auto`); it takes minutes.
+
+Targets: one variant, all layers <= 20 s; whole suite <= 15 min.
+
+    .venv/bin/python benchmarks/validation_cost.py [--whole-suite] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TESTS = REPO / "tests"
+TARGET_ONE_VARIANT_SECONDS = 20.0
+TARGET_WHOLE_SUITE_SECONDS = 15 * 60.0
+LAYER_TIMEOUT_SECONDS = 600
+
+
+@dataclass(frozen=True)
+class Layer:
+    name: str
+    files: tuple[str, ...]
+    selection: str = "default"
+
+
+LAYERS = (
+    Layer("render + render checks", ("test_render.py",)),
+    Layer("Terraform schema check (HCL vs provider schema)", ("test_tf_schema.py",)),
+    Layer("terraform fmt", ("test_tf_validate.py",), "default and fmt"),
+    Layer("terraform init + validate", ("test_tf_validate.py",), "default and not fmt"),
+    Layer("checkov", ("test_checkov.py",)),
+    Layer("prefect.yaml + job variables", ("test_prefect_yaml.py", "test_job_variables.py")),
+    Layer("generated project's own tests", ("test_generated_project.py",)),
+)
+
+
+@dataclass
+class Outcome:
+    layer: str
+    seconds: float | None
+    pytest_seconds: float | None
+    result: str
+
+
+def run_pytest(
+    args: list[str], basetemp: Path, timeout: float = LAYER_TIMEOUT_SECONDS
+) -> tuple[float, float | None, str, int]:
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        f"--basetemp={basetemp}",
+        *args,
+    ]
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False)
+    seconds = time.perf_counter() - start
+    last = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr.strip()[-200:]
+    match = re.search(r" in ([\d.]+)s", last)
+    summary = re.sub(r"=+", "", last).strip()
+    summary = re.sub(r" in [\d.]+s.*", "", summary)
+    return seconds, float(match.group(1)) if match else None, summary, done.returncode
+
+
+def verdict_of(value: float, target: float, unit: str) -> str:
+    state = "met" if value <= target else f"MISSED by {value - target:.1f} {unit}"
+    return f"target <= {target:g} {unit} {state}"
+
+
+def parse_layer(renders: Path) -> Outcome:
+    """python-hcl2 over every .tf/.tfvars of the default render, in-process."""
+    import hcl2
+
+    # tests/conftest.py names each cached render after the hash of its answers; the defaults are {}.
+    default = renders / hashlib.sha256(json.dumps({}, sort_keys=True).encode()).hexdigest()[:16]
+    if not (default / ".copier-answers.yml").exists():
+        return Outcome("parse (python-hcl2, in-process)", None, None, "skipped: no default render found")
+    files = sorted([*default.rglob("*.tf"), *default.rglob("*.tfvars")])
+    start = time.perf_counter()
+    for path in files:
+        with path.open() as handle:
+            hcl2.load(handle)
+    seconds = time.perf_counter() - start
+    return Outcome("parse (python-hcl2, in-process)", seconds, seconds, f"{len(files)} files")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--whole-suite", action="store_true", help="also time the whole suite (minutes)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory (renders)")
+    options = parser.parse_args()
+
+    root = Path(tempfile.mkdtemp(prefix="validation-cost-"))
+    outcomes: list[Outcome] = []
+    try:
+        for index, layer in enumerate(LAYERS):
+            missing = [name for name in layer.files if not (TESTS / name).exists()]
+            if missing:
+                outcomes.append(
+                    Outcome(layer.name, None, None, f"skipped: {', '.join(missing)} not written yet")
+                )
+                print(f"{layer.name:<50} skipped ({', '.join(missing)} missing)", flush=True)
+                continue
+            # basetemp/<index> shares its parent, where the render fixture caches renders.
+            seconds, in_pytest, summary, code = run_pytest(
+                ["-n", "0", "-k", layer.selection, *(f"tests/{name}" for name in layer.files)],
+                root / f"layer-{index}",
+            )
+            if code == 5:
+                summary = f"no test selected by -k '{layer.selection}'"
+            elif code not in (0, 1):
+                summary = f"pytest exit {code}: {summary}"
+            outcomes.append(Outcome(layer.name, seconds, in_pytest, summary))
+            print(f"{layer.name:<50} {seconds:6.1f} s  ({summary})", flush=True)
+            if index == 0:
+                outcomes.append(parse_layer(root / "renders"))
+                print(f"{outcomes[-1].layer:<50} {outcomes[-1].seconds or 0:6.2f} s  ({outcomes[-1].result})")
+
+        measured = [o for o in outcomes if o.seconds is not None]
+        total = sum(o.seconds for o in measured)  # type: ignore[misc]
+        print()
+        print(f"{'layer':<50} {'wall s':>7} {'in pytest s':>12}  result")
+        for outcome in outcomes:
+            wall = f"{outcome.seconds:7.1f}" if outcome.seconds is not None else "      -"
+            inner = (
+                f"{outcome.pytest_seconds:12.1f}" if outcome.pytest_seconds is not None else "           -"
+            )
+            print(f"{outcome.layer:<50} {wall} {inner}  {outcome.result}")
+        if measured:
+            top = max(measured, key=lambda o: o.seconds or 0)
+            verdict = verdict_of(total, TARGET_ONE_VARIANT_SECONDS, "s")
+            print(f"\none variant, all measured layers: {total:.1f} s: {verdict}")
+            print(f"dominant layer: {top.layer} ({top.seconds:.1f} s, {top.seconds / total:.0%})")
+            overhead = sum(o.seconds - o.pytest_seconds for o in measured if o.pytest_seconds is not None)  # type: ignore[operator]
+            print(f"of which pytest start-up, imports and collection (wall - in pytest): {overhead:.1f} s")
+
+        if options.whole_suite:
+            seconds, _, summary, _ = run_pytest(
+                [], root / "whole-suite", timeout=2 * TARGET_WHOLE_SUITE_SECONDS
+            )
+            verdict = verdict_of(seconds / 60, TARGET_WHOLE_SUITE_SECONDS / 60, "min")
+            print(f"\nwhole suite ({os.cpu_count()} CPUs): {seconds / 60:.1f} min; {summary}; {verdict}")
+    finally:
+        if options.keep:
+            print(f"kept {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

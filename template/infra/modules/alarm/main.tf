@@ -1,0 +1,24 @@
+# AWS/ECS CPUUtilization is published for every service once a minute while at
+# least one of its tasks runs, with or without Container Insights. Its
+# SampleCount therefore drops to nothing when the worker is down, and missing
+# data counts as breaching, so the alarm fires without paying for Insights.
+resource "aws_cloudwatch_metric_alarm" "worker_not_running" {
+  alarm_name        = "${var.service_name}-not-running"
+  alarm_description = "The Prefect worker service ${var.service_name} has had no running task for ${var.evaluation_minutes} minutes: no flow run is being started."
+
+  namespace   = "AWS/ECS"
+  metric_name = "CPUUtilization"
+  dimensions = {
+    ClusterName = var.cluster_name
+    ServiceName = var.service_name
+  }
+  statistic           = "SampleCount"
+  period              = 60
+  evaluation_periods  = var.evaluation_minutes
+  comparison_operator = "LessThanThreshold"
+  threshold           = 1
+  treat_missing_data  = "breaching"
+
+  alarm_actions = var.sns_topic_arn == "" ? [] : [var.sns_topic_arn]
+  ok_actions    = var.sns_topic_arn == "" ? [] : [var.sns_topic_arn]
+}

@@ -1,0 +1,34 @@
+resource "aws_ecs_cluster" "this" {
+  name = var.name
+
+  setting {
+    name  = "containerInsights"
+    value = var.container_insights ? "enabled" : "disabled"
+  }
+}
+
+locals {
+  # Providers with weight 0 are left out: ECS never places a task on them, and
+  # RunTask rejects a strategy without any positive weight.
+  capacity_provider_strategy = [
+    for provider in [
+      { capacity_provider = "FARGATE_SPOT", weight = var.spot_weight, base = 0 },
+      { capacity_provider = "FARGATE", weight = var.on_demand_weight, base = var.on_demand_base },
+    ] : provider if provider.weight > 0
+  ]
+}
+
+resource "aws_ecs_cluster_capacity_providers" "this" {
+  cluster_name       = aws_ecs_cluster.this.name
+  capacity_providers = ["FARGATE", "FARGATE_SPOT"]
+
+  dynamic "default_capacity_provider_strategy" {
+    for_each = local.capacity_provider_strategy
+
+    content {
+      capacity_provider = default_capacity_provider_strategy.value.capacity_provider
+      weight            = default_capacity_provider_strategy.value.weight
+      base              = default_capacity_provider_strategy.value.base
+    }
+  }
+}

@@ -1,0 +1,19 @@
+output "worker_execution_role_arn" {
+  description = "Execution role of the worker task."
+  value       = aws_iam_role.worker_execution.arn
+}
+
+output "worker_task_role_arn" {
+  description = "Task role of the worker (launches and watches flow runs)."
+  value       = aws_iam_role.worker_task.arn
+}
+
+output "flow_run_execution_role_arn" {
+  description = "Execution role of the flow-run tasks."
+  value       = aws_iam_role.flow_run_execution.arn
+}
+
+output "flow_run_task_role_arn" {
+  description = "Task role of the flow runs: the permissions the flow code has."
+  value       = aws_iam_role.flow_run_task.arn
+}

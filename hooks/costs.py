@@ -7,8 +7,8 @@ from the answers. Formulas:
 
 - a Fargate task-hour = vCPU x vCPU-hour price + GB x GB-hour price
   (vCPU = cpu units / 1024, GB = memory MiB / 1024);
-- idle month = every always-on task (the worker of each environment) x 730 h
-  on its capacity provider, + its public IPv4 address, + secrets, alarms,
+- idle month = every always-on task (the worker of each environment, ARM64)
+  x 730 h on its capacity provider, + its public IPv4 address, + secrets, alarms,
   idle log ingestion and storage, + NAT gateways, load balancers and interface
   VPC endpoints, if any;
 - expected Spot share of flow runs = spot_weight / (spot_weight +
@@ -30,6 +30,7 @@ PRICES_PATH = Path(__file__).with_name("prices.json")
 # What the Terraform of one environment creates; tests/test_costs.py checks
 # these against the rendered HCL so the README cannot drift from the stack.
 WORKERS_PER_ENVIRONMENT = 1
+WORKER_ARCHITECTURE = "ARM64"
 SECRETS_PER_ENVIRONMENT = 1
 ALARMS_PER_ENVIRONMENT = 1
 
@@ -54,6 +55,8 @@ class RegionPrices:
     name: str
     on_demand: FargateRates
     spot: FargateRates
+    on_demand_arm64: FargateRates
+    spot_arm64: FargateRates
     services: dict[str, float]
     fargate_verified: bool
     services_verified: bool
@@ -75,6 +78,12 @@ def region_prices(region: str, prices: dict[str, Any] | None = None) -> RegionPr
         ratio = fargate["ratio_to_reference"]
         on_demand = FargateRates(*(reference["on_demand"][k] * ratio for k in ("vcpu_hour", "gb_hour")))
         spot = FargateRates(*(reference["spot"][k] * ratio for k in ("vcpu_hour", "gb_hour")))
+    arm = prices["fargate_arm64"]["reference_on_demand"]
+    arm_ratio = {key: arm[key] / reference["on_demand"][key] for key in ("vcpu_hour", "gb_hour")}
+
+    def arm64(rates: FargateRates) -> FargateRates:
+        return FargateRates(rates.vcpu_hour * arm_ratio["vcpu_hour"], rates.gb_hour * arm_ratio["gb_hour"])
+
     regional = entry["services"]
     services = {
         key: price if key in prices["uniform_services"] else price * regional["ratio_to_reference"]
@@ -86,6 +95,8 @@ def region_prices(region: str, prices: dict[str, Any] | None = None) -> RegionPr
         name=entry["name"],
         on_demand=on_demand,
         spot=spot,
+        on_demand_arm64=arm64(on_demand),
+        spot_arm64=arm64(spot),
         services=services,
         fargate_verified=fargate["verified"],
         services_verified=regional["verified"],
@@ -111,6 +122,7 @@ class StackFacts:
     worker_tasks: int
     worker_cpu: int
     worker_memory: int
+    worker_architecture: str  # ARM64 or X86_64
     worker_spot_share: float
     public_ips: int  # public IPv4 addresses held around the clock (one per worker task)
     flow_cpu: int
@@ -138,6 +150,7 @@ def facts_from_answers(answers: dict[str, Any]) -> StackFacts:
         worker_tasks=workers,
         worker_cpu=int(answers["worker_cpu"]),
         worker_memory=int(answers["worker_memory"]),
+        worker_architecture=WORKER_ARCHITECTURE,
         worker_spot_share=0.0,
         public_ips=workers if public else 0,
         flow_cpu=int(answers["flow_cpu"]),
@@ -165,10 +178,14 @@ def idle_monthly(facts: StackFacts, prices: dict[str, Any] | None = None) -> lis
     rates = region_prices(facts.region, prices)
     hours = rates.hours_per_month
     service = rates.services
-    worker_hour = facts.worker_spot_share * rates.spot.task_hour(facts.worker_cpu, facts.worker_memory) + (
+    arm = facts.worker_architecture == "ARM64"
+    on_demand, spot = (rates.on_demand_arm64, rates.spot_arm64) if arm else (rates.on_demand, rates.spot)
+    size = (facts.worker_cpu, facts.worker_memory)
+    worker_hour = facts.worker_spot_share * spot.task_hour(*size) + (
         1 - facts.worker_spot_share
-    ) * rates.on_demand.task_hour(facts.worker_cpu, facts.worker_memory)
+    ) * on_demand.task_hour(*size)
     capacity = "on-demand" if facts.worker_spot_share == 0 else f"{facts.worker_spot_share:.0%} Spot"
+    capacity += " ARM64" if arm else " x86_64"
     log_gb = facts.environments * prices["assumptions"]["idle_log_gb_per_environment_month"]
     stored_gb = log_gb * facts.log_retention_days / (hours / 24)
     lines = [

@@ -1,0 +1,206 @@
+"""The running-cost model: hand-computed numbers, and README and Terraform agreeing.
+
+Expected values are computed here from hooks/prices.json with the formulas of
+hooks/costs.py written out again (vCPU = cpu/1024, GB = MiB/1024, 730 h a
+month), never copied from an output. The Terraform side comes from
+benchmarks/stack_cost.py reading the rendered HCL, the README side from the
+answers: for every answer set both must give the same facts, so the README's
+cost table cannot drift from what Terraform creates.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from copier_spec import REPO, choice_values
+from costs import (
+    PRICES_PATH,
+    cost_estimate,
+    estimate,
+    facts_from_answers,
+    region_prices,
+    spot_share,
+)
+from jinja2 import Environment, FileSystemLoader
+
+PRICES = json.loads(PRICES_PATH.read_text())
+HOURS = 730
+US = PRICES["regions"]["us-east-1"]["fargate"]
+ARM_US = PRICES["fargate_arm64"]["reference_on_demand"]
+SERVICES = PRICES["services"]
+IDLE_LOG_GB = PRICES["assumptions"]["idle_log_gb_per_environment_month"]
+ON_DEMAND_PRESET = REPO / "presets" / "regulated-prod.yml"
+
+
+def _load_stack_cost():
+    spec = importlib.util.spec_from_file_location("stack_cost", REPO / "benchmarks" / "stack_cost.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["stack_cost"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+stack_cost = _load_stack_cost()
+
+
+def logs_month(environments: int, retention_days: int) -> float:
+    ingested = environments * IDLE_LOG_GB
+    stored = ingested * retention_days / (HOURS / 24)
+    return ingested * SERVICES["logs_ingested_gb"] + stored * SERVICES["logs_stored_gb_month"]
+
+
+def answers_of(project: Path) -> dict:
+    return yaml.safe_load((project / ".copier-answers.yml").read_text())
+
+
+def test_prices_cover_every_region_a_user_can_choose():
+    for region in choice_values("aws_region"):
+        rates = region_prices(region)
+        assert rates.on_demand.vcpu_hour > rates.spot.vcpu_hour > 0, region
+        assert rates.on_demand.gb_hour > rates.spot.gb_hour > 0, region
+        entry = PRICES["regions"][region]
+        if not entry["fargate"]["verified"]:
+            assert "basis" in entry["fargate"], f"{region}: an estimated price must say how it was made"
+
+
+def test_unverified_region_uses_its_documented_ratio_to_us_east_1():
+    osaka = PRICES["regions"]["ap-northeast-3"]
+    ratio = osaka["fargate"]["ratio_to_reference"]
+    rates = region_prices("ap-northeast-3")
+    assert rates.on_demand.vcpu_hour == pytest.approx(US["on_demand"]["vcpu_hour"] * ratio)
+    assert rates.spot.gb_hour == pytest.approx(US["spot"]["gb_hour"] * ratio)
+    assert rates.services["nat_gateway_hour"] == pytest.approx(
+        SERVICES["nat_gateway_hour"] * osaka["services"]["ratio_to_reference"]
+    )
+    # AWS publishes one price everywhere for these.
+    assert rates.services["secret_month"] == SERVICES["secret_month"]
+    assert rates.services["public_ipv4_hour"] == SERVICES["public_ipv4_hour"]
+
+
+@pytest.mark.parametrize(
+    ("spot_weight", "on_demand_weight", "expected"), [(3, 1, 0.75), (0, 1, 0.0), (1, 0, 1.0), (9, 1, 0.9)]
+)
+def test_spot_share_is_the_spot_weight_fraction(spot_weight, on_demand_weight, expected):
+    assert spot_share(spot_weight, on_demand_weight) == pytest.approx(expected)
+
+
+def test_spot_share_rejects_two_zero_weights():
+    with pytest.raises(ValueError):
+        spot_share(0, 0)
+
+
+def test_default_render_costs_what_the_prices_say(render):
+    reading = stack_cost.read_project(render({}))
+    result = estimate(reading.facts)
+
+    # One dev environment in us-east-1: worker 256 cpu / 512 MiB on ARM64 on-demand,
+    # with a public IPv4 address (new VPC, no NAT), one secret, one alarm, 30-day logs.
+    worker = (0.25 * ARM_US["vcpu_hour"] + 0.5 * ARM_US["gb_hour"]) * HOURS
+    public_ip = SERVICES["public_ipv4_hour"] * HOURS
+    expected_idle = (
+        worker + public_ip + SERVICES["secret_month"] + SERVICES["alarm_month"] + logs_month(1, 30)
+    )
+    assert result.idle_total == pytest.approx(expected_idle, rel=1e-9)
+    assert [line.monthly for line in result.idle] == pytest.approx(
+        [worker, public_ip, SERVICES["secret_month"], SERVICES["alarm_month"], logs_month(1, 30)]
+    )
+
+    # A default flow run: 1024 cpu / 2048 MiB on x86_64, plus its public IPv4 address.
+    spot = 1 * US["spot"]["vcpu_hour"] + 2 * US["spot"]["gb_hour"] + SERVICES["public_ipv4_hour"]
+    on_demand = (
+        1 * US["on_demand"]["vcpu_hour"] + 2 * US["on_demand"]["gb_hour"] + SERVICES["public_ipv4_hour"]
+    )
+    assert result.flow_run.spot == pytest.approx(spot)
+    assert result.flow_run.on_demand == pytest.approx(on_demand)
+    assert result.flow_run.spot_share == pytest.approx(3 / 4)
+    assert result.flow_run.blended == pytest.approx(0.75 * spot + 0.25 * on_demand)
+    assert (
+        reading.facts.nat_gateways
+        == reading.facts.load_balancers
+        == reading.facts.interface_endpoint_azs
+        == 0
+    )
+
+
+def test_on_demand_only_preset_costs_what_the_prices_say(render):
+    preset = yaml.safe_load(ON_DEMAND_PRESET.read_text())
+    assert preset["spot_weight"] == 0, "this test needs the on-demand-only preset"
+    reading = stack_cost.read_project(render(preset))
+    result = estimate(reading.facts)
+
+    # Three environments in us-east-1, existing VPC (no public IP priced until set),
+    # workers 512 cpu / 1024 MiB on ARM64, 2557-day log retention.
+    environments = len(preset["environments"])
+    worker = (0.5 * ARM_US["vcpu_hour"] + 1 * ARM_US["gb_hour"]) * HOURS
+    expected_idle = environments * (worker + SERVICES["secret_month"] + SERVICES["alarm_month"]) + logs_month(
+        environments, preset["log_retention_days"]
+    )
+    assert result.idle_total == pytest.approx(expected_idle, rel=1e-9)
+
+    # 1024 cpu / 4096 MiB on x86_64, no public IP: every run on on-demand.
+    on_demand = 1 * US["on_demand"]["vcpu_hour"] + 4 * US["on_demand"]["gb_hour"]
+    assert result.flow_run.spot_share == 0
+    assert result.flow_run.on_demand == pytest.approx(on_demand)
+    assert result.flow_run.blended == pytest.approx(on_demand)
+    assert any("assign_public_ip" in problem for problem in reading.problems)
+
+
+def test_answers_and_terraform_give_the_same_cost_facts(project):
+    """The README (from answers) and stack_cost (from HCL) describe the same stack."""
+    reading = stack_cost.read_project(project)
+    assert facts_from_answers(answers_of(project)) == reading.facts
+    unexplained = [problem for problem in reading.problems if "assign_public_ip" not in problem]
+    assert not unexplained, "stack_cost could not evaluate some Terraform expressions"
+
+
+def _table_amounts(markdown: str) -> dict[str, str]:
+    """Row label -> last cell, for every table row of the cost section."""
+    rows = {}
+    for line in markdown.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("|") and len(cells) >= 2 and cells[-1].startswith(("$", "**$")):
+            rows[re.sub(r"\*\*", "", cells[0])] = cells[-1].strip("*")
+    return rows
+
+
+def _expected_rows(project: Path) -> dict[str, str]:
+    result = estimate(stack_cost.read_project(project).facts)
+    rows = {line.item: f"${line.monthly:,.2f}" for line in result.idle}
+    rows["Total with no flow runs"] = f"${result.idle_total:,.2f}"
+    rows["Fargate Spot"] = f"${result.flow_run.spot:,.4f}"
+    rows["Fargate on-demand"] = f"${result.flow_run.on_demand:,.4f}"
+    return rows
+
+
+def test_cost_table_include_agrees_with_stack_cost(render):
+    project = render({})
+    answers = answers_of(project)
+    environment = Environment(
+        loader=FileSystemLoader(REPO / "template"), extensions=["extensions.TemplateExtension"]
+    )
+    table = environment.get_template("includes/cost_table.md.jinja").render(
+        _copier_answers=answers, **answers
+    )
+    rows = _table_amounts(table)
+    expected = _expected_rows(project)
+    assert {label: rows.get(label) for label in expected} == expected
+    assert "There is no NAT gateway" in table
+    assert cost_estimate(answers).idle_total == pytest.approx(
+        estimate(stack_cost.read_project(project).facts).idle_total
+    )
+
+
+def test_rendered_readme_cost_table_agrees_with_stack_cost(render):
+    project = render({})
+    readme = (project / "README.md").read_text()
+    if "Total with no flow runs" not in readme:
+        pytest.skip("template/README.md.jinja does not include includes/cost_table.md.jinja yet")
+    rows = _table_amounts(readme)
+    expected = _expected_rows(project)
+    assert {label: rows.get(label) for label in expected} == expected

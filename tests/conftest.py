@@ -23,6 +23,8 @@ from copier_spec import REPO
 
 Render = Callable[..., Path]
 
+pytest_plugins = ["tf_fixtures"]
+
 
 def _render_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # getbasetemp() is per xdist worker; its parent is shared by the whole run.

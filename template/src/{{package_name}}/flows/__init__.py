@@ -1,0 +1,1 @@
+"""One module per flow; each runs locally with `python -m <package>.flows.<name>`."""

@@ -39,7 +39,13 @@ def git(cwd: Path, *args: str) -> str:
 
 def tracked_files(repo: Path = REPO) -> list[str]:
     listing = git(repo, "ls-files", "-z", "-co", "--exclude-standard")
-    return sorted({name for name in listing.split("\0") if name and (repo / name).is_file()})
+    return sorted(
+        {
+            name
+            for name in listing.split("\0")
+            if name and ((repo / name).is_file() or (repo / name).is_symlink())
+        }
+    )
 
 
 def copy_template(destination: Path) -> Path:
@@ -47,7 +53,10 @@ def copy_template(destination: Path) -> Path:
     for name in tracked_files():
         target = destination / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / name, target)
+        if (REPO / name).is_symlink():
+            target.symlink_to(os.readlink(REPO / name))  # e.g. includes -> template/includes
+        else:
+            shutil.copy2(REPO / name, target)
     return destination
 
 

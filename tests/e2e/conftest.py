@@ -1,0 +1,22 @@
+"""Fixtures of the end-to-end tests: Terraform's environment and the emulated deployments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from tf_tools import terraform_env, terraform_unavailable
+
+
+@pytest.fixture(scope="session")
+def tf_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    reason = terraform_unavailable()
+    if reason:
+        pytest.skip(reason)
+    # The parent of getbasetemp() is shared by every xdist worker of the run.
+    return terraform_env(tmp_path_factory.getbasetemp().parent / "terraform")
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    return tmp_path

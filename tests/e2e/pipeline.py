@@ -1,0 +1,192 @@
+"""What a user does with a rendered project, step by step, against the emulator.
+
+`EmulatedProject` copies a rendered project, points its env roots at a
+`MotoServer` (override file, plus an S3 backend config when the project keeps
+its state in S3) and runs the Terraform steps. Every step raises `StepFailed`
+naming itself, so a test that breaks a render on purpose can assert *where*
+the pipeline stops.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import emulator
+import yaml
+from tf_tools import run_terraform
+
+CLOUD_API_URL = (
+    "https://api.prefect.cloud/api/accounts/00000000-0000-4000-8000-000000000000"
+    "/workspaces/00000000-0000-4000-8000-000000000001"
+)
+SERVER_API_URL = "https://prefect.example.com/api"
+BACKEND_CONFIG_FILE = "emulator.s3.tfbackend"
+
+
+class StepFailed(AssertionError):
+    """A pipeline step failed; `step` names it."""
+
+    def __init__(self, step: str, detail: str):
+        super().__init__(f"step {step!r} failed: {detail}")
+        self.step = step
+
+
+@contextmanager
+def step(name: str) -> Iterator[None]:
+    try:
+        yield
+    except StepFailed:
+        raise
+    except Exception as error:
+        raise StepFailed(name, f"{type(error).__name__}: {error}") from error
+
+
+@dataclass
+class EmulatedProject:
+    """A rendered project copied to `workdir`, wired to `server`."""
+
+    rendered: Path
+    workdir: Path
+    server: emulator.MotoServer
+    tf_env: dict[str, str]
+    answers: dict[str, Any] = field(init=False)
+    project: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.project = self.workdir / "project"
+        shutil.copytree(
+            self.rendered, self.project, ignore=shutil.ignore_patterns(".terraform", "*.tfstate*", ".git")
+        )
+        self.answers = yaml.safe_load((self.project / ".copier-answers.yml").read_text())
+
+    # --- facts about the render -------------------------------------------------
+    @property
+    def region(self) -> str:
+        return self.answers.get("aws_region", "us-east-1")
+
+    @property
+    def environments(self) -> list[str]:
+        return sorted(path.name for path in (self.project / "infra" / "envs").iterdir() if path.is_dir())
+
+    @property
+    def uses_s3_backend(self) -> bool:
+        return self.answers.get("terraform_backend") == "s3"
+
+    @property
+    def prefect_api_url(self) -> str:
+        return SERVER_API_URL if self.answers.get("prefect_backend") == "server" else CLOUD_API_URL
+
+    def env_root(self, env: str) -> Path:
+        return self.project / "infra" / "envs" / env
+
+    # --- steps ----------------------------------------------------------------
+    def bootstrap(self) -> str:
+        """Apply infra/bootstrap (local state, as documented) and return the state bucket name."""
+        root = self.project / "infra" / "bootstrap"
+        with step("bootstrap"):
+            emulator.write_override(root, self.server.url, local_backend=False)
+            self._tf(["init", "-input=false"], root)
+            self._tf(["apply", "-auto-approve", "-input=false", f"-var=aws_region={self.region}"], root)
+            outputs = self._outputs(root)
+        bucket = next(
+            (value for value in outputs.values() if isinstance(value, str) and "tfstate" in value), None
+        )
+        if bucket is None:
+            raise StepFailed("bootstrap", f"no state bucket among the outputs {outputs}")
+        self._write_backend_config(bucket)
+        return bucket
+
+    def _write_backend_config(self, bucket: str) -> None:
+        # Test-only S3 backend settings, kept outside the rendered tree and given
+        # to `terraform init -backend-config=...` (the rendered backend.tf has
+        # only key, region, encrypt and use_lockfile).
+        (self.workdir / BACKEND_CONFIG_FILE).write_text(
+            f'bucket                      = "{bucket}"\n'
+            'access_key                  = "test"\n'
+            'secret_key                  = "test"\n'
+            "skip_credentials_validation = true\n"
+            "skip_metadata_api_check     = true\n"
+            "skip_requesting_account_id  = true\n"
+            "skip_region_validation      = true\n"
+            "use_path_style              = true\n"
+            f'endpoints = {{\n  s3  = "{self.server.url}"\n  sts = "{self.server.url}"\n}}\n'
+        )
+
+    def fill_tfvars(self, env: str, **variables: Any) -> None:
+        """Append values to an env root's terraform.tfvars, as a user fills in the existing network."""
+        tfvars = self.env_root(env) / "terraform.tfvars"
+        lines = [f"{name} = {json.dumps(value)}" for name, value in variables.items()]
+        tfvars.write_text(
+            tfvars.read_text() + "\n# Filled in by the end-to-end test\n" + "\n".join(lines) + "\n"
+        )
+
+    def init(self, env: str) -> None:
+        root = self.env_root(env)
+        with step("init"):
+            emulator.write_override(root, self.server.url, local_backend=False)
+            args = ["init", "-input=false"]
+            if self.uses_s3_backend:
+                args.append(f"-backend-config={self.workdir / BACKEND_CONFIG_FILE}")
+            self._tf(args, root)
+
+    def apply(self, env: str) -> dict[str, Any]:
+        with step("apply"):
+            self._tf(["apply", "-auto-approve", "-input=false", *self._var_args(env)], self.env_root(env))
+            return self._outputs(self.env_root(env))
+
+    def plan_is_clean(self, env: str) -> None:
+        """`plan -detailed-exitcode` right after apply must find nothing to change."""
+        with step("plan"):
+            result = self._tf(
+                ["plan", "-detailed-exitcode", "-input=false", *self._var_args(env)],
+                self.env_root(env),
+                check=False,
+            )
+            if result.returncode != 0:
+                raise AssertionError(
+                    f"plan after apply exited {result.returncode} (2 = changes):\n"
+                    f"{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
+                )
+
+    def destroy(self, env: str) -> None:
+        with step("destroy"):
+            self._tf(["destroy", "-auto-approve", "-input=false", *self._var_args(env)], self.env_root(env))
+
+    # --- helpers --------------------------------------------------------------
+    def _var_args(self, env: str) -> list[str]:
+        return [f"-var=prefect_api_url={self.prefect_api_url}"]
+
+    def _outputs(self, root: Path) -> dict[str, Any]:
+        result = self._tf(["output", "-json"], root)
+        return {name: output["value"] for name, output in json.loads(result.stdout).items()}
+
+    def _tf(self, args: list[str], root: Path, *, check: bool = True):
+        result = run_terraform(args, cwd=root, env=self.tf_env, check=check)
+        log = self.workdir / f"terraform-{root.name}-{args[0]}.log"
+        log.write_text(result.stdout + result.stderr)
+        return result
+
+
+def create_existing_network(server: emulator.MotoServer, region: str) -> dict[str, Any]:
+    """A VPC with two public subnets, made outside Terraform as a user's existing network would be."""
+    ec2 = server.client("ec2", region)
+    vpc_id = ec2.create_vpc(CidrBlock="10.80.0.0/16")["Vpc"]["VpcId"]
+    zones = [zone["ZoneName"] for zone in ec2.describe_availability_zones()["AvailabilityZones"]][:2]
+    subnet_ids = [
+        ec2.create_subnet(VpcId=vpc_id, CidrBlock=f"10.80.{index}.0/24", AvailabilityZone=zone)["Subnet"][
+            "SubnetId"
+        ]
+        for index, zone in enumerate(zones)
+    ]
+    return {"vpc_id": vpc_id, "subnet_ids": subnet_ids, "assign_public_ip": True}
+
+
+def run_step(name: str, action: Callable[[], Any]) -> Any:
+    with step(name):
+        return action()

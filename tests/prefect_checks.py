@@ -1,0 +1,265 @@
+"""Checks of a rendered project's Prefect side, with Prefect's and prefect-aws's own code.
+
+* `unknown_keys(data, model)`        keys Prefect's prefect.yaml models would silently ignore
+* `step_problems(step)`              a step that does not import or whose arguments do not bind
+* `build_schedule(item)`             a schedule item as Prefect's CLI turns it into a schedule
+* `load_entrypoint_flow(project, e)` the flow behind a deployment's entrypoint
+* `sample_job_variables(answers)`    a Terraform `work_pool_job_variables` output, per the contract
+* `resolve_placeholders(value, ...)` prefect.yaml's {{ $ENV }} / {{ step.output }} as `prefect deploy` does
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import os
+import sys
+import types
+import typing
+from functools import cache
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import hcl2
+import yaml
+from copier_spec import questions
+from prefect.cli.deploy._models import PrefectYamlModel, RawScheduleConfig
+from prefect.cli.deploy._schedules import _schedule_config_to_deployment_schedule
+from prefect.client.schemas.actions import DeploymentScheduleCreate
+from prefect.flows import Flow, load_flow_from_entrypoint
+from prefect.utilities.importtools import import_object
+from prefect.utilities.templating import apply_values
+from pydantic import BaseModel
+
+# Keys every step may carry besides the function's arguments (prefect/deployments/steps/core.py).
+STEP_KEYWORDS = {"requires", "id"}
+SPOT_TAG = "fargate-spot"
+ACCOUNT = "123456789012"
+
+# Environment `make deploy` exports from `terraform output`, and step outputs.
+DEPLOY_ENV = {
+    "WORK_POOL_NAME": "demo-dev",
+    "IMAGE_REPOSITORY": f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/demo-dev",
+    "IMAGE_TAG": "abc123",
+    "CODE_BUCKET": f"demo-dev-flow-code-{ACCOUNT}",
+}
+STEP_OUTPUTS = {
+    "build-image": {
+        "image_name": DEPLOY_ENV["IMAGE_REPOSITORY"],
+        "tag": DEPLOY_ENV["IMAGE_TAG"],
+        "image": f"{DEPLOY_ENV['IMAGE_REPOSITORY']}:{DEPLOY_ENV['IMAGE_TAG']}",
+    },
+    "push-code": {"bucket": DEPLOY_ENV["CODE_BUCKET"], "folder": "demo"},
+}
+
+
+def load_prefect_yaml(project: Path) -> dict:
+    return yaml.safe_load((project / "prefect.yaml").read_text())
+
+
+def answers_of(project: Path) -> dict:
+    """The project's answers, computed defaults included."""
+    stored = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    computed = {name: spec["default"] for name, spec in questions().items() if spec.get("when") is False}
+    return computed | stored
+
+
+# --------------------------------------------------------------------------- unknown keys
+
+
+def _field_names(model: type[BaseModel]) -> dict[str, Any]:
+    # Prefect's models keep some annotations as strings ("ScheduleItem"): resolve them.
+    hints = typing.get_type_hints(model, vars(sys.modules[model.__module__]))
+    names = {}
+    for name, field in model.model_fields.items():
+        names[name] = hints.get(name, field.annotation)
+        if field.alias:
+            names[field.alias] = names[name]
+    return names
+
+
+def unknown_keys(value: Any, annotation: Any = PrefectYamlModel, path: str = "") -> list[str]:
+    """Dotted paths of keys no field of `annotation` (walked recursively) accepts.
+
+    Prefect's prefect.yaml models use extra="ignore", so a misspelt key (say
+    `job_variable:`) passes `model_validate` and is dropped without a word.
+    Free-form fields (dicts of Any: parameters, job_variables, steps) are not walked.
+    """
+    origin = typing.get_origin(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        if not isinstance(value, dict):
+            return []
+        fields = _field_names(annotation)
+        problems = []
+        for key, item in value.items():
+            if key not in fields:
+                problems.append(f"{path}{key}")
+            else:
+                problems += unknown_keys(item, fields[key], f"{path}{key}.")
+        return problems
+    if origin in (typing.Union, types.UnionType):
+        members = [m for m in typing.get_args(annotation) if m is not type(None)]
+        models = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
+        if models and isinstance(value, dict):
+            members = models
+        # Walk the shape prefect.yaml documents first (e.g. RawScheduleConfig for schedules).
+        members.sort(key=lambda m: m is not RawScheduleConfig)
+        attempts = [unknown_keys(value, member, path) for member in members]
+        return min(attempts, key=len)
+    if origin in (list, typing.List) and isinstance(value, list):  # noqa: UP006
+        (item_type,) = typing.get_args(annotation) or (Any,)
+        return [p for i, item in enumerate(value) for p in unknown_keys(item, item_type, f"{path}{i}.")]
+    return []
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def all_steps(config: dict) -> list[tuple[str, dict]]:
+    """(where, step) for the global and per-deployment build/push/pull steps."""
+    steps = []
+    for section in ("build", "push", "pull"):
+        steps += [(f"{section}[{i}]", step) for i, step in enumerate(config.get(section) or [])]
+        for deployment in config.get("deployments", []):
+            for i, step in enumerate(deployment.get(section) or []):
+                steps.append((f"{deployment['name']}.{section}[{i}]", step))
+    return steps
+
+
+def step_problems(step: dict) -> list[str]:
+    if not isinstance(step, dict) or len(step) != 1:
+        return [f"a step is a mapping with exactly one key (the function), got {step!r}"]
+    ((function_name, arguments),) = step.items()
+    try:
+        function = import_object(function_name)
+    except (ImportError, AttributeError) as error:
+        return [f"{function_name} does not import: {error}"]
+    kwargs = {k: v for k, v in (arguments or {}).items() if k not in STEP_KEYWORDS}
+    try:
+        inspect.signature(function).bind(**kwargs)
+    except TypeError as error:
+        return [f"{function_name}({', '.join(kwargs)}): {error}"]
+    return []
+
+
+# --------------------------------------------------------------------------- schedules & flows
+
+
+def build_schedule(item: dict) -> DeploymentScheduleCreate:
+    """What `prefect deploy` sends to the API for one `schedules:` item."""
+    return DeploymentScheduleCreate(**_schedule_config_to_deployment_schedule(item))
+
+
+def load_entrypoint_flow(project: Path, entrypoint: str) -> Flow:
+    src = str(project / "src")
+    sys.path.insert(0, src)
+    try:
+        path, name = entrypoint.split(":")
+        return load_flow_from_entrypoint(f"{project / path}:{name}")
+    finally:
+        sys.path.remove(src)
+
+
+def load_project_module(project: Path, relative: str, name: str) -> types.ModuleType:
+    """Import one module of the rendered project under a name unique to the project."""
+    spec = importlib.util.spec_from_file_location(f"{name}_{abs(hash(str(project)))}", project / relative)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def resolve_placeholders(value: Any) -> Any:
+    """Fill {{ $ENV }} and {{ step-id.output }} the way `prefect deploy` does."""
+    # Prefect reads {{ $NAME }} from os.environ, whatever mapping it is given.
+    with mock.patch.dict(os.environ, DEPLOY_ENV):
+        return apply_values(apply_values(value, os.environ, remove_notset=False), STEP_OUTPUTS)
+
+
+# --------------------------------------------------------------------------- Terraform output
+
+
+def capacity_provider_strategy(answers: dict) -> list[dict]:
+    """The contract's strategy: weight-0 entries omitted, at least one kept, base on every entry."""
+    entries = [
+        {"capacityProvider": "FARGATE_SPOT", "weight": answers["spot_weight"], "base": 0},
+        {
+            "capacityProvider": "FARGATE",
+            "weight": answers["on_demand_weight"],
+            "base": answers["on_demand_base"],
+        },
+    ]
+    kept = [entry for entry in entries if entry["weight"] > 0]
+    return kept or entries[1:]
+
+
+def sample_job_variables(answers: dict, env: str | None = None) -> dict:
+    """A `terraform output -json work_pool_job_variables` of the env root, per the contract."""
+    env = env or answers["environments"][0]
+    region, name = answers["aws_region"], f"{answers['project_slug']}-{env}"
+    secret_key = (
+        "prefect_api_key_secret_arn"
+        if answers["prefect_backend"] == "cloud"
+        else "prefect_api_auth_string_secret_arn"
+    )
+    return {
+        "cluster": f"arn:aws:ecs:{region}:{ACCOUNT}:cluster/{name}",
+        "vpc_id": "vpc-0123456789abcdef0",
+        "network_configuration": {
+            "subnets": ["subnet-0123456789abcdef0", "subnet-0fedcba9876543210"],
+            "securityGroups": ["sg-0123456789abcdef0"],
+            "assignPublicIp": "ENABLED" if answers["network_mode"] == "new_vpc" else "DISABLED",
+        },
+        "execution_role_arn": f"arn:aws:iam::{ACCOUNT}:role/{name}-flow-run-execution",
+        "task_role_arn": f"arn:aws:iam::{ACCOUNT}:role/{name}-flow-run-task",
+        "capacity_provider_strategy": capacity_provider_strategy(answers),
+        "cpu": answers["flow_cpu"],
+        "memory": answers["flow_memory"],
+        "family": f"{name}-flow-run",
+        "image": f"{ACCOUNT}.dkr.ecr.{region}.amazonaws.com/{name}:latest",
+        "configure_cloudwatch_logs": True,
+        "cloudwatch_logs_options": {
+            "awslogs-group": f"/ecs/{name}/flow-runs",
+            "awslogs-region": region,
+            "awslogs-stream-prefix": "flow-run",
+        },
+        secret_key: f"arn:aws:secretsmanager:{region}:{ACCOUNT}:secret:{name}-prefect-AbCdEf",
+    }
+
+
+def _key_shape(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _key_shape(item) for key, item in value.items() if not key.startswith("__")}
+    return None
+
+
+@cache
+def _terraform_output_value(outputs_tf: Path) -> dict:
+    parsed = hcl2.load(outputs_tf.open())
+    for block in parsed.get("output", []):
+        for label, body in block.items():
+            if label.strip('"') == "work_pool_job_variables":
+                return body["value"]
+    raise AssertionError(f"{outputs_tf} has no work_pool_job_variables output")
+
+
+def terraform_output_shape(project: Path) -> dict:
+    """Keys (nested) of the stack's work_pool_job_variables object, values dropped."""
+    value = _terraform_output_value(project / "infra" / "stack" / "outputs.tf")
+    return _key_shape(value)
+
+
+def sample_shape(sample: dict) -> dict:
+    shape = _key_shape(sample)
+    # The strategy is a `for` expression in HCL; its entries' keys are checked separately.
+    shape["capacity_provider_strategy"] = None
+    return shape
+
+
+def terraform_strategy_entry_keys(project: Path) -> set[str]:
+    expression = _terraform_output_value(project / "infra" / "stack" / "outputs.tf")[
+        "capacity_provider_strategy"
+    ]
+    body = expression[expression.index("{") + 1 : expression.rindex("}")]
+    return {part.split("=")[0].strip() for part in body.split(",")}

@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -48,10 +49,12 @@ class Layer:
 LAYERS = (
     Layer("render + render checks", ("test_render.py",)),
     Layer("Terraform schema check (HCL vs provider schema)", ("test_tf_schema.py",)),
-    Layer("terraform fmt", ("test_tf_validate.py",), "default and fmt"),
-    Layer("terraform init + validate", ("test_tf_validate.py",), "default and not fmt"),
+    Layer("terraform fmt", ("test_tf_validate.py",), "default and formatted"),
+    Layer("terraform init + validate", ("test_tf_validate.py",), "default and validates"),
     Layer("checkov", ("test_checkov.py",)),
+    Layer("IAM / network / capacity policy", ("test_infra_policy.py",)),
     Layer("prefect.yaml + job variables", ("test_prefect_yaml.py", "test_job_variables.py")),
+    Layer("running-cost model", ("test_costs.py",)),
     Layer("generated project's own tests", ("test_generated_project.py",)),
 )
 
@@ -62,11 +65,17 @@ class Outcome:
     seconds: float | None
     pytest_seconds: float | None
     result: str
+    cpu_seconds: float | None = None
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def run_pytest(
     args: list[str], basetemp: Path, timeout: float = LAYER_TIMEOUT_SECONDS
-) -> tuple[float, float | None, str, int]:
+) -> tuple[float, float | None, str, int, float]:
     command = [
         sys.executable,
         "-m",
@@ -77,14 +86,14 @@ def run_pytest(
         f"--basetemp={basetemp}",
         *args,
     ]
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), children_cpu()
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, children_cpu() - cpu
     last = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr.strip()[-200:]
     match = re.search(r" in ([\d.]+)s", last)
     summary = re.sub(r"=+", "", last).strip()
     summary = re.sub(r" in [\d.]+s.*", "", summary)
-    return seconds, float(match.group(1)) if match else None, summary, done.returncode
+    return seconds, float(match.group(1)) if match else None, summary, done.returncode, cpu
 
 
 def verdict_of(value: float, target: float, unit: str) -> str:
@@ -120,22 +129,25 @@ def main() -> int:
     try:
         for index, layer in enumerate(LAYERS):
             missing = [name for name in layer.files if not (TESTS / name).exists()]
-            if missing:
+            present = [name for name in layer.files if name not in missing]
+            if not present:
                 outcomes.append(
                     Outcome(layer.name, None, None, f"skipped: {', '.join(missing)} not written yet")
                 )
                 print(f"{layer.name:<50} skipped ({', '.join(missing)} missing)", flush=True)
                 continue
             # basetemp/<index> shares its parent, where the render fixture caches renders.
-            seconds, in_pytest, summary, code = run_pytest(
-                ["-n", "0", "-k", layer.selection, *(f"tests/{name}" for name in layer.files)],
+            seconds, in_pytest, summary, code, cpu = run_pytest(
+                ["-n", "0", "-k", layer.selection, *(f"tests/{name}" for name in present)],
                 root / f"layer-{index}",
             )
             if code == 5:
                 summary = f"no test selected by -k '{layer.selection}'"
             elif code not in (0, 1):
                 summary = f"pytest exit {code}: {summary}"
-            outcomes.append(Outcome(layer.name, seconds, in_pytest, summary))
+            if missing:
+                summary += f"; {', '.join(missing)} not written yet"
+            outcomes.append(Outcome(layer.name, seconds, in_pytest, summary, cpu))
             print(f"{layer.name:<50} {seconds:6.1f} s  ({summary})", flush=True)
             if index == 0:
                 outcomes.append(parse_layer(root / "renders"))
@@ -144,9 +156,10 @@ def main() -> int:
         measured = [o for o in outcomes if o.seconds is not None]
         total = sum(o.seconds for o in measured)  # type: ignore[misc]
         print()
-        print(f"{'layer':<50} {'wall s':>7} {'in pytest s':>12}  result")
+        print(f"{'layer':<50} {'wall s':>7} {'cpu s':>6} {'in pytest s':>12}  result")
         for outcome in outcomes:
             wall = f"{outcome.seconds:7.1f}" if outcome.seconds is not None else "      -"
+            wall += f" {outcome.cpu_seconds:6.1f}" if outcome.cpu_seconds is not None else "      -"
             inner = (
                 f"{outcome.pytest_seconds:12.1f}" if outcome.pytest_seconds is not None else "           -"
             )
@@ -155,12 +168,14 @@ def main() -> int:
             top = max(measured, key=lambda o: o.seconds or 0)
             verdict = verdict_of(total, TARGET_ONE_VARIANT_SECONDS, "s")
             print(f"\none variant, all measured layers: {total:.1f} s: {verdict}")
+            cpu_total = sum(o.cpu_seconds or 0 for o in measured)
+            print(f"cpu time of all layers: {cpu_total:.1f} s")
             print(f"dominant layer: {top.layer} ({top.seconds:.1f} s, {top.seconds / total:.0%})")
             overhead = sum(o.seconds - o.pytest_seconds for o in measured if o.pytest_seconds is not None)  # type: ignore[operator]
             print(f"of which pytest start-up, imports and collection (wall - in pytest): {overhead:.1f} s")
 
         if options.whole_suite:
-            seconds, _, summary, _ = run_pytest(
+            seconds, _, summary, _, _ = run_pytest(
                 [], root / "whole-suite", timeout=2 * TARGET_WHOLE_SUITE_SECONDS
             )
             verdict = verdict_of(seconds / 60, TARGET_WHOLE_SUITE_SECONDS / 60, "min")

@@ -188,7 +188,8 @@ def test_answers_round_trip_through_every_parser(hostile_project: Path) -> None:
             if holders:
                 checked.add(path.suffix)
     assert not problems, "\n".join(problems)
-    assert {".yml", ".md"} <= checked, f"the answers reached only {sorted(checked)}"
+    # The owner tag reaches HCL, the description pyproject.toml, the name the README.
+    assert {".yml", ".md", ".tf", ".toml"} <= checked, f"the answers reached only {sorted(checked)}"
 
 
 @pytest.mark.parametrize(

@@ -313,3 +313,14 @@ def test_rename_answer_script(before: dict, after: dict, tmp_path: Path) -> None
     assert yaml.safe_load(answers_file.read_text()) == after
     assert list(yaml.safe_load(answers_file.read_text())) == list(after), "key order changed"
     assert answers_file.read_text().startswith(header)
+
+
+def test_copy_task_does_not_nest_a_repository(template_repo: Path, tmp_path: Path) -> None:
+    """Rendered inside a monorepo, the project stays part of it (no nested .git)."""
+    monorepo = tmp_path / "monorepo"
+    monorepo.mkdir()
+    git(monorepo, "init", "--quiet")
+    project = monorepo / "pipelines"
+    run_copy(str(template_repo), project, defaults=True, unsafe=True, quiet=True, vcs_ref="v0.1.0")
+    assert (project / ".copier-answers.yml").is_file()
+    assert not (project / ".git").exists()

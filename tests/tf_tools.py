@@ -129,18 +129,30 @@ def _warm_plugin_cache(root: Path, env: dict[str, str]) -> None:
 def run_terraform(
     args: Sequence[str],
     cwd: Path,
-    env: dict[str, str],
+    env: dict[str, str] | None,
     *,
     timeout: float = DEFAULT_TIMEOUT,
     check: bool = True,
+    stdin: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run `terraform <args>` in `cwd`; on failure raise TerraformError with its output."""
+    """Run `terraform <args>` in `cwd`; on failure raise TerraformError with its output.
+
+    `env=None` inherits os.environ (enough for fmt, version); anything that
+    installs providers needs `terraform_env(...)`.
+    """
     command = [terraform_binary() or "terraform", *args]
     if args and args[0] in _COLOR_COMMANDS and "-no-color" not in args:
         command.insert(2, "-no-color")
     try:
         result = subprocess.run(
-            command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+            command,
+            cwd=cwd,
+            env=env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
     except subprocess.TimeoutExpired as error:
         raise TerraformError(

@@ -490,10 +490,25 @@ def check_provider_schema(module: Module, schema: dict) -> list[str]:
             problems.append(f"{where}: {type_name} was removed in hashicorp/aws 6.0")
         meta = RESOURCE_META if block.kind == "resource" else DATA_META
         _check_body(block.body, type_schema, where, meta, problems)
+        _check_ignore_changes(block.body, type_schema, where, problems)
         for argument, why in type_schema.get("removed_in_6", {}).items():
             if argument in block.body or _dynamic_names(block.body) & {argument}:
                 problems.append(f"{where}: {argument} is removed in hashicorp/aws 6.x ({why})")
     return problems
+
+
+def _check_ignore_changes(body: dict, schema: dict, where: str, problems: list[str]) -> None:
+    """lifecycle.ignore_changes may only name arguments the resource type has."""
+    for lifecycle in body.get("lifecycle", []):
+        ignored = lifecycle.get("ignore_changes", [])
+        for entry in ignored if isinstance(ignored, list) else []:
+            name = re.match(r"^(?:\$\{)?([A-Za-z_][\w-]*)", str(entry))
+            if (
+                name
+                and name.group(1) not in schema["attributes"]
+                and name.group(1) not in schema["block_types"]
+            ):
+                problems.append(f"{where}: lifecycle.ignore_changes names {name.group(1)!r}, not an argument")
 
 
 def _is_block(value: object) -> bool:

@@ -144,9 +144,10 @@ def _commit(project: Path, message: str) -> None:
     git(project, "commit", "--quiet", "--allow-empty", "-m", message)
 
 
-def _update(project: Path, vcs_ref: str) -> None:
+def _update(project: Path, vcs_ref: str, **answers: object) -> None:
     run_update(
         project,
+        data=answers,
         vcs_ref=vcs_ref,
         defaults=True,
         overwrite=True,
@@ -191,9 +192,13 @@ class TeamEdits:
         )
         assert hits == 1, f"{self.tfvars} has no log_retention_days line to tune"
         self.tfvars.write_text(text)
+        # Beside lines no answer changes: a note next to one (the header lists the
+        # environments) rightly conflicts when that answer changes.
         makefile = self.project / "Makefile"
-        lines = makefile.read_text().splitlines(keepends=True)
-        makefile.write_text("".join([lines[0], self.MAKEFILE_NOTE + "\n", *lines[1:]]))
+        note = rf"\1{self.MAKEFILE_NOTE}\n"
+        text, hits = re.subn(r"^(SHELL :=.*\n)", note, makefile.read_text(), flags=re.M)
+        assert hits == 1, "the Makefile has no SHELL line to put the team's note under"
+        makefile.write_text(text)
         (self.project / "README.md").write_text(self.README)
         _commit(self.project, "Team edits")
 
@@ -245,21 +250,29 @@ def test_update_to_next_release_keeps_team_edits(template_repo: Path, preset: st
     assert _changed(project) == set(), "a second update is not a no-op"
 
 
-def test_update_from_first_release_to_unreleased_head(template_repo: Path, tmp_path: Path) -> None:
-    project = _copy_at_first_release(template_repo, "regulated-prod", tmp_path / "project")
+def test_update_to_unreleased_head_adding_an_environment(template_repo: Path, tmp_path: Path) -> None:
+    """Skip a release, land on an untagged commit and change an answer in the same update."""
+    project = _copy_at_first_release(template_repo, "spot-batch", tmp_path / "project")
+    assert not (project / "infra" / "envs" / "staging").exists()
     edits = TeamEdits(project)
     edits.apply()
 
-    _update(project, "HEAD")
+    _update(project, "HEAD", environments=["dev", "staging", "prod"])
 
     _assert_clean_merge(project)
     edits.assert_intact()
     answers = _answers(project)
     assert answers["_commit"].startswith("v0.2.0-1-g"), answers["_commit"]
-    assert answers[NEW_QUESTION] == _preset("regulated-prod")[OLD_QUESTION]
+    assert answers[NEW_QUESTION] == _preset("spot-batch")[OLD_QUESTION]
+    assert answers["environments"] == ["dev", "staging", "prod"]
     assert (project / ".gitignore").read_text().rstrip().endswith(HEAD_MARKER)
     assert (project / "UPGRADING.md").is_file()
-    assert _changed(project) == {".copier-answers.yml", ".gitignore", "Makefile", "UPGRADING.md"}
+    changed = _changed(project)
+    new_root = {path for path in changed if path.startswith("infra/envs/staging/")}
+    assert "infra/envs/staging/main.tf" in new_root and "infra/envs/staging/terraform.tfvars" in new_root
+    # Whatever else the new environment touches (CI matrix, README of the envs), the
+    # team's files and the other environments' roots are not among it.
+    assert not {path for path in changed if path.startswith(("infra/envs/dev/", "infra/envs/prod/", "src/"))}
 
 
 def test_fresh_copy_of_new_release_matches_updated_project(template_repo: Path, tmp_path: Path) -> None:

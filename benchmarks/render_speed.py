@@ -138,12 +138,16 @@ def summary(name: str, timing: Timing) -> str:
     )
 
 
+# Cumulative times, so they overlap: the config load includes the git clone, and
+# rendering includes the file names, the file contents and the per-file git call.
 PHASES = {
-    "git (clone, status, checkout: subprocesses)": ("_vcs.py", "clone"),
-    "Jinja environment + _jinja_extensions": ("_main.py", "jinja_env"),
+    "template config (copier.yml) load, incl. clone": ("_template.py", "config_data"),
+    "  git clone of the template (+ dirty-tree commit)": ("_vcs.py", "clone"),
     "questions: defaults and validators (_ask)": ("_main.py", "_ask"),
-    "rendering template files": ("_main.py", "_render_template"),
-    "template config (copier.yml) load": ("_template.py", "config_data"),
+    "rendering the template": ("_main.py", "_render_template"),
+    "  file and folder names (Jinja in paths)": ("_main.py", "_render_path"),
+    "  file contents": ("_main.py", "_render_file"),
+    "    git update-index check per file (Copier)": ("_main.py", "_sync_git_index_executable_bit"),
 }
 
 
@@ -169,7 +173,7 @@ def profile_render(src: Path, root: Path) -> str:
             ),
             default=0.0,
         )
-        lines.append(f"  {label:<46} {cumulative:6.2f} s  ({cumulative / total:4.0%})")
+        lines.append(f"  {label:<50} {cumulative:6.2f} s  ({cumulative / total:4.0%})")
     buffer = io.StringIO()
     pstats.Stats(profiler, stream=buffer).sort_stats("cumulative").print_stats(25)
     lines.append(buffer.getvalue())

@@ -337,3 +337,17 @@ def test_copy_task_does_not_nest_a_repository(template_repo: Path, tmp_path: Pat
     run_copy(str(template_repo), project, defaults=True, unsafe=True, quiet=True, vcs_ref="v0.1.0")
     assert (project / ".copier-answers.yml").is_file()
     assert not (project / ".git").exists()
+
+
+def test_example_flows_and_their_tests_are_copy_only() -> None:
+    """The `_exclude` rule for updates names each example flow's test (static check)."""
+    from copier_spec import copier_config
+
+    rules = "\n".join(rule for rule in copier_config()["_exclude"] if "_copier_operation" in rule)
+    assert "src/{{ package_name }}/flows" in rules
+    examples = (REPO / "template" / "src").glob("*/flows/*.py*")
+    flows = [flow for flow in examples if "__init__" not in flow.name]
+    assert flows
+    for flow in flows:
+        test_file = f"tests/test_{flow.name.removesuffix('.jinja').removesuffix('.py')}.py"
+        assert test_file in rules.split(), f"{test_file} tests an example flow but is rewritten by updates"

@@ -1,11 +1,15 @@
+# Services and tasks name FARGATE / FARGATE_SPOT, which only works once the
+# providers are attached: consumers of the cluster wait for that.
 output "name" {
   description = "Name of the ECS cluster."
   value       = aws_ecs_cluster.this.name
+  depends_on  = [aws_ecs_cluster_capacity_providers.this]
 }
 
 output "arn" {
   description = "ARN of the ECS cluster."
   value       = aws_ecs_cluster.this.arn
+  depends_on  = [aws_ecs_cluster_capacity_providers.this]
 }
 
 output "capacity_provider_strategy" {

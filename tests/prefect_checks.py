@@ -261,5 +261,6 @@ def terraform_strategy_entry_keys(project: Path) -> set[str]:
     expression = _terraform_output_value(project / "infra" / "stack" / "outputs.tf")[
         "capacity_provider_strategy"
     ]
-    body = expression[expression.index("{") + 1 : expression.rindex("}")]
+    # "${[for p in ... : {capacityProvider = p.x, weight = p.y, base = p.z}]}"
+    body = expression[expression.index(": {") + 3 : expression.rindex("}")]
     return {part.split("=")[0].strip() for part in body.split(",")}

@@ -196,14 +196,14 @@ def idle_monthly(facts: StackFacts, prices: dict[str, Any] | None = None) -> lis
             facts.worker_tasks * worker_hour * hours,
         ),
         CostLine(
-            "Public IPv4 address of the worker task",
+            "Public IPv4 address of the worker task" + ("s" if facts.public_ips > 1 else ""),
             f"{facts.public_ips}",
             facts.public_ips * service["public_ipv4_hour"] * hours,
         ),
         CostLine("Secrets Manager secret", f"{facts.secrets}", facts.secrets * service["secret_month"]),
         CostLine("CloudWatch alarm", f"{facts.alarms}", facts.alarms * service["alarm_month"]),
         CostLine(
-            f"CloudWatch Logs (idle worker logs, {facts.log_retention_days}-day retention)",
+            f"CloudWatch Logs (idle stack's logs, {facts.log_retention_days}-day retention)",
             f"{log_gb:g} GB",
             log_gb * service["logs_ingested_gb"] + stored_gb * service["logs_stored_gb_month"],
         ),

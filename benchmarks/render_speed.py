@@ -148,6 +148,7 @@ PHASES = {
     "  file and folder names (Jinja in paths)": ("_main.py", "_render_path"),
     "  file contents": ("_main.py", "_render_file"),
     "    git update-index check per file (Copier)": ("_main.py", "_sync_git_index_executable_bit"),
+    "template _tasks": ("_main.py", "_execute_tasks"),
 }
 
 

@@ -10,7 +10,8 @@ empty list meaning the module is fine:
                        variables without a default
 * `check_provider_schema` every aws_* resource/data block uses only arguments and
                        blocks of the provider schema (tests/schema/*.json), sets
-                       every required one, and nothing deprecated or removed in 6.x
+                       every required one, nothing deprecated or removed in 6.x,
+                       and lifecycle.ignore_changes names real arguments
 * `check_tfvars`       terraform.tfvars only sets declared variables
 """
 

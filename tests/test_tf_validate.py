@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 from tf_tools import TerraformError, run_terraform, terraform_roots
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tf"
@@ -55,17 +56,14 @@ def test_terraform_is_formatted(project: Path, terraform_bin: str) -> None:
 def test_every_root_validates(project: Path, initialized_infra, tf_env: dict[str, str]) -> None:
     infra = initialized_infra(project)
     roots = terraform_roots(infra)
-    expected = {f"envs/{env}" for env in _environments(project)}
-    assert expected <= {str(root.relative_to(infra)) for root in roots}, f"missing env roots in {infra}"
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    expected = {f"envs/{env}" for env in answers["environments"]}
+    if answers["terraform_backend"] == "s3":
+        expected.add("bootstrap")
+    found = {str(root.relative_to(infra)) for root in roots}
+    assert expected <= found, f"roots {sorted(expected - found)} missing from {infra}"
     failures = [problem for root in roots if (problem := _validate(root, tf_env))]
     assert not failures, "\n\n".join(failures)
-
-
-def _environments(project: Path) -> list[str]:
-    import yaml
-
-    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
-    return answers["environments"]
 
 
 # ---------------------------------------------------------------------------

@@ -1,0 +1,101 @@
+"""The flow-run Dockerfile, read with BuildKit's own parser and checked by checkov."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import dockerfile
+import pytest
+from prefect_checks import answers_of
+
+CHECKOV = ["uvx", "--from", "checkov==3.3.30", "checkov"]
+
+
+def instructions(project: Path) -> list[dockerfile.Command]:
+    return list(dockerfile.parse_file(str(project / "Dockerfile")))
+
+
+def index_of(commands: list[dockerfile.Command], cmd: str, predicate=lambda c: True) -> int:
+    matches = [i for i, c in enumerate(commands) if c.cmd == cmd and predicate(c)]
+    assert matches, f"no {cmd} instruction matches"
+    return matches[0]
+
+
+def test_base_image_is_pinned_to_the_python_version(project: Path):
+    commands = instructions(project)
+    images = [c.value[0] for c in commands if c.cmd == "FROM"]
+    images += [
+        flag.split("=", 1)[1] for c in commands if c.cmd == "COPY" for flag in c.flags if "--from" in flag
+    ]
+    for image in images:
+        assert re.search(r":\d+\.\d+\.\d+[\w.-]*(@sha256:[0-9a-f]{64})?$", image), f"{image} is not pinned"
+    python_version = answers_of(project)["python_version"]
+    assert re.fullmatch(
+        rf"python:{re.escape(python_version)}\.\d+-slim-\w+(@sha256:[0-9a-f]{{64}})?", images[0]
+    )
+
+
+def test_entrypoint_is_exec_form_so_signals_reach_python(project: Path):
+    commands = instructions(project)
+    entrypoint = commands[index_of(commands, "ENTRYPOINT")]
+    cmd = commands[index_of(commands, "CMD")]
+    assert entrypoint.json and cmd.json, "shell form would put /bin/sh between ECS's SIGTERM and Python"
+    assert entrypoint.value[0].endswith("tini")
+    assert "tini" in commands[index_of(commands, "RUN", lambda c: "apt-get install" in c.value[0])].value[0]
+
+
+def test_runs_as_a_non_root_user(project: Path):
+    commands = instructions(project)
+    users = [c.value[0] for c in commands if c.cmd == "USER"]
+    assert users and users[-1] not in {"root", "0", "0:0"}
+    assert index_of(commands, "USER") < index_of(commands, "ENTRYPOINT")
+
+
+def test_dependencies_layer_comes_before_the_code(project: Path):
+    commands = instructions(project)
+    lock = index_of(commands, "COPY", lambda c: "uv.lock" in c.value)
+    sync = index_of(commands, "RUN", lambda c: "uv sync" in c.value[0])
+    sync_command = commands[sync].value[0]
+    assert "--locked" in sync_command and "--no-install-project" in sync_command
+    assert lock < sync
+    code = [
+        i for i, c in enumerate(commands) if c.cmd == "COPY" and any(v.startswith("src") for v in c.value)
+    ]
+    if answers_of(project)["code_storage"] == "ecr":
+        assert code and code[0] > sync
+    else:
+        assert code == [], "the s3 image holds only dependencies; flow runs pull the code"
+
+
+def test_working_directory_matches_the_pull_step(project: Path):
+    commands = instructions(project)
+    assert commands[index_of(commands, "WORKDIR")].value == ("/app",)
+    env = commands[index_of(commands, "ENV")].value
+    assert dict(zip(env[::2], env[1::2], strict=True))["PYTHONPATH"] == "/app/src"
+
+
+def test_dockerignore_keeps_the_context_small(project: Path):
+    ignored = (project / ".dockerignore").read_text().split()
+    assert {".git", ".venv", "infra", "tests"} <= set(ignored)
+
+
+@pytest.mark.skipif(shutil.which("uvx") is None, reason="checkov runs isolated with uvx, which is missing")
+def test_checkov_finds_nothing(project: Path):
+    result = subprocess.run(
+        [*CHECKOV, "--framework", "dockerfile", "-f", str(project / "Dockerfile"), "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if result.returncode not in (0, 1) or not result.stdout.strip():
+        pytest.fail(f"checkov did not run: {result.stderr[-2000:]}")
+    report = json.loads(result.stdout)
+    summary = report["summary"] if isinstance(report, dict) else report[0]["summary"]
+    failed = [] if isinstance(report, list) else report["results"]["failed_checks"]
+    assert summary["failed"] == 0, [(c["check_id"], c["check_name"]) for c in failed]
+    assert summary["passed"] > 0

@@ -16,6 +16,7 @@ project's roots once, and different answer sets still run in parallel.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -54,8 +55,9 @@ def tf_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     reason = terraform_unavailable()
     if reason:
         pytest.skip(reason)
-    # The parent of getbasetemp() is shared by every xdist worker of this run.
-    shared = tmp_path_factory.getbasetemp().parent / "terraform"
+    # Under xdist the parent of getbasetemp() is shared by the workers of this run.
+    base = tmp_path_factory.getbasetemp()
+    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "terraform"
     shared.mkdir(parents=True, exist_ok=True)
     return terraform_env(shared)
 

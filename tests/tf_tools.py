@@ -78,6 +78,9 @@ def cli_config(mirror: Path, plugin_cache_dir: Path) -> str:
         "  }\n"
         "}\n"
         f'plugin_cache_dir = "{plugin_cache_dir}"\n'
+        # Without this, a root with no lock file re-installs into the cache
+        # instead of linking it, and concurrent inits collide there.
+        "plugin_cache_may_break_dependency_lock_file = true\n"
         "disable_checkpoint = true\n"
     )
 
@@ -102,14 +105,15 @@ def terraform_env(tmp_dir: Path, base: dict[str, str] | None = None) -> dict[str
         TF_INPUT="0",
         CHECKPOINT_DISABLE="1",
     )
+    config = cli_config(provider_mirror(), cache_dir)
     with open(tmp_dir / "terraform-env.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not config_file.exists():
-            config_file.write_text(cli_config(provider_mirror(), cache_dir))
+        if not config_file.exists() or config_file.read_text() != config:
+            config_file.write_text(config)
         warm_marker = tmp_dir / "plugin-cache.warm"
-        if not warm_marker.exists():
+        if not warm_marker.exists() or warm_marker.read_text() != config:
             _warm_plugin_cache(tmp_dir / "warm-root", env)
-            warm_marker.touch()
+            warm_marker.write_text(config)
     return env
 
 

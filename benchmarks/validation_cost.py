@@ -87,7 +87,11 @@ def run_pytest(
         *args,
     ]
     start, cpu = time.perf_counter(), children_cpu()
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False)
+    # Every layer reads the one render the first layer made (see tests/conftest.py).
+    env = {**os.environ, "RENDER_CACHE_DIR": str(basetemp.parent / "renders")}
+    done = subprocess.run(
+        command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
     seconds, cpu = time.perf_counter() - start, children_cpu() - cpu
     last = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr.strip()[-200:]
     match = re.search(r" in ([\d.]+)s", last)
@@ -136,7 +140,6 @@ def main() -> int:
                 )
                 print(f"{layer.name:<50} skipped ({', '.join(missing)} missing)", flush=True)
                 continue
-            # basetemp/<index> shares its parent, where the render fixture caches renders.
             seconds, in_pytest, summary, code, cpu = run_pytest(
                 ["-n", "0", "-k", layer.selection, *(f"tests/{name}" for name in present)],
                 root / f"layer-{index}",

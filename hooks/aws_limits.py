@@ -47,7 +47,7 @@ def fargate_size_error(cpu: object, memory: object) -> str:
     if memory_mib not in allowed:
         return (
             f"{memory_mib} MiB is not valid with {cpu_units} cpu units on Fargate; "
-            f"use {allowed[0]}–{allowed[-1]} in steps of {allowed[1] - allowed[0]}"
+            f"use {allowed[0]} to {allowed[-1]} in steps of {allowed[1] - allowed[0]}"
         )
     return ""
 

@@ -7,18 +7,36 @@ template markers (`${`, `%{`, `{{`) keep their literal meaning.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import sys
 from pathlib import Path
+from types import ModuleType
 
 from jinja2 import Environment
 from jinja2.ext import Extension
 
-sys.path.insert(0, str(Path(__file__).parent))
 
-from aws_limits import SLUG_MAX, fargate_size_error, labels_error, require_answer_types  # noqa: E402
-from costs import cost_estimate, usd
+def _load_sibling(name: str) -> ModuleType:
+    """Import hooks/<name>.py from this very template checkout.
+
+    A plain import would be cached in sys.modules and, in a process that
+    renders twice (tests, `copier update`), serve the first checkout's module,
+    whose data files Copier has already deleted with its temporary clone.
+    """
+    spec = importlib.util.spec_from_file_location(
+        f"copier_prefect_ecs_{name}", Path(__file__).with_name(f"{name}.py")
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # replaces any earlier checkout's copy
+    spec.loader.exec_module(module)
+    return module
+
+
+aws_limits = _load_sibling("aws_limits")
+costs = _load_sibling("costs")
 
 
 def hcl_string(value: object) -> str:
@@ -57,10 +75,10 @@ class TemplateExtension(Extension):
             python_string=python_string,
         )
         environment.globals.update(
-            fargate_size_error=fargate_size_error,
-            labels_error=labels_error,
-            require_answer_types=require_answer_types,
-            slug_max=SLUG_MAX,
-            cost_estimate=cost_estimate,
-            usd=usd,
+            fargate_size_error=aws_limits.fargate_size_error,
+            labels_error=aws_limits.labels_error,
+            require_answer_types=aws_limits.require_answer_types,
+            slug_max=aws_limits.SLUG_MAX,
+            cost_estimate=costs.cost_estimate,
+            usd=costs.usd,
         )

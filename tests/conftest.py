@@ -27,8 +27,18 @@ pytest_plugins = ["tf_fixtures"]
 
 
 def _render_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # getbasetemp() is per xdist worker; its parent is shared by the whole run.
-    root = tmp_path_factory.getbasetemp().parent / "renders"
+    """Where renders are cached: shared by the xdist workers of one run, never across runs.
+
+    RENDER_CACHE_DIR overrides it (the validation-cost benchmark shares one
+    render between the pytest runs it times).
+    """
+    if override := os.environ.get("RENDER_CACHE_DIR"):
+        root = Path(override)
+    elif os.environ.get("PYTEST_XDIST_WORKER"):
+        # getbasetemp() is per worker; its parent belongs to this run only.
+        root = tmp_path_factory.getbasetemp().parent / "renders"
+    else:
+        root = tmp_path_factory.getbasetemp() / "renders"
     root.mkdir(parents=True, exist_ok=True)
     return root
 

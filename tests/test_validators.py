@@ -23,6 +23,7 @@ BAD_VALUES: dict[str, dict] = {
     "crash_retries": {"crash_retries": 11},
     "worker_memory": {"worker_cpu": 256, "worker_memory": 4096},
     "flow_memory": {"flow_cpu": 4096, "flow_memory": 4096},
+    "github_repository": {"github_repository": "just-a-name"},
 }
 
 

@@ -424,8 +424,8 @@ def report(reading: ProjectReading) -> str:
         f"  Fargate Spot       {usd(run.spot, 4)}",
         f"  Fargate on-demand  {usd(run.on_demand, 4)}",
         f"  expected           {usd(run.blended, 4)}  at {run.spot_share:.0%} Spot"
-        f" (spot_weight {facts.spot_weight} / (spot_weight + on_demand_weight {facts.on_demand_weight});"
-        f" base {facts.on_demand_base} ignored)",
+        f" (spot_weight {facts.spot_weight} / (spot_weight + on_demand_weight {facts.on_demand_weight}),"
+        f" 0 when on_demand_base {facts.on_demand_base} >= 1: one RunTask call per run)",
     ]
     if run.public_ipv4:
         lines.append(f"  (each includes {usd(run.public_ipv4, 3)}/h for the task's public IPv4 address)")

@@ -12,9 +12,9 @@ from the answers. Formulas:
   idle log ingestion and storage, + NAT gateways, load balancers and interface
   VPC endpoints, if any;
 - expected Spot share of flow runs = spot_weight / (spot_weight +
-  on_demand_weight). The capacity provider base is ignored: it only pins the
-  first `base` tasks running at the same moment to on-demand, and flow runs
-  rarely overlap that much.
+  on_demand_weight), or 0 when on_demand_base >= 1: the worker starts every
+  flow run with its own RunTask call of one task, and ECS satisfies the base
+  within each call, so a base of 1 or more puts every run on on-demand.
 """
 
 from __future__ import annotations
@@ -104,11 +104,13 @@ def region_prices(region: str, prices: dict[str, Any] | None = None) -> RegionPr
     )
 
 
-def spot_share(spot_weight: int, on_demand_weight: int) -> float:
-    """Expected fraction of flow runs on FARGATE_SPOT (capacity provider base ignored)."""
+def spot_share(spot_weight: int, on_demand_weight: int, on_demand_base: int = 0) -> float:
+    """Expected fraction of flow runs on FARGATE_SPOT (one RunTask call, one task, per run)."""
     total = spot_weight + on_demand_weight
     if total <= 0:
         raise ValueError("spot_weight and on_demand_weight cannot both be 0")
+    if on_demand_base >= 1:
+        return 0.0
     return spot_weight / total
 
 
@@ -246,7 +248,7 @@ def flow_run_hour(facts: StackFacts, prices: dict[str, Any] | None = None) -> Fl
         memory=facts.flow_memory,
         spot=rates.spot.task_hour(facts.flow_cpu, facts.flow_memory) + ip,
         on_demand=rates.on_demand.task_hour(facts.flow_cpu, facts.flow_memory) + ip,
-        spot_share=spot_share(facts.spot_weight, facts.on_demand_weight),
+        spot_share=spot_share(facts.spot_weight, facts.on_demand_weight, facts.on_demand_base),
         public_ipv4=ip,
     )
 

@@ -90,6 +90,12 @@ def test_spot_share_is_the_spot_weight_fraction(spot_weight, on_demand_weight, e
     assert spot_share(spot_weight, on_demand_weight) == pytest.approx(expected)
 
 
+def test_an_on_demand_base_puts_every_run_on_demand():
+    # Each flow run is its own RunTask call of one task; ECS fills the base first.
+    assert spot_share(3, 1, on_demand_base=1) == 0
+    assert spot_share(3, 1, on_demand_base=0) == pytest.approx(3 / 4)
+
+
 def test_spot_share_rejects_two_zero_weights():
     with pytest.raises(ValueError):
         spot_share(0, 0)

@@ -141,9 +141,12 @@ def run_terraform(
 ) -> subprocess.CompletedProcess[str]:
     """Run `terraform <args>` in `cwd`; on failure raise TerraformError with its output.
 
-    `env=None` inherits os.environ (enough for fmt, version); anything that
-    installs providers needs `terraform_env(...)`.
+    `env=None` inherits os.environ without TF_CLI_CONFIG_FILE (enough for fmt,
+    version); anything that installs providers needs `terraform_env(...)`.
     """
+    if env is None:
+        # TF_CLI_CONFIG_FILE may name a missing file, which makes terraform warn on every run
+        env = {key: value for key, value in os.environ.items() if key != "TF_CLI_CONFIG_FILE"}
     command = [terraform_binary() or "terraform", *args]
     if args and args[0] in _COLOR_COMMANDS and "-no-color" not in args:
         command.insert(2, "-no-color")

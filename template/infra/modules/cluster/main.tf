@@ -9,13 +9,14 @@ resource "aws_ecs_cluster" "this" {
 }
 
 locals {
-  # Providers with weight 0 are left out: ECS never places a task on them, and
-  # RunTask rejects a strategy without any positive weight.
+  # Providers with weight 0 and no base are left out: ECS never places a task
+  # on them. A base counts per RunTask call, and the worker makes one call per
+  # flow run, so an on-demand base >= 1 sends every flow run to FARGATE.
   capacity_provider_strategy = [
     for provider in [
       { capacity_provider = "FARGATE_SPOT", weight = var.spot_weight, base = 0 },
       { capacity_provider = "FARGATE", weight = var.on_demand_weight, base = var.on_demand_base },
-    ] : provider if provider.weight > 0
+    ] : provider if provider.weight > 0 || provider.base > 0
   ]
 }
 

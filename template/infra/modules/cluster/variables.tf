@@ -40,7 +40,7 @@ variable "on_demand_weight" {
 }
 
 variable "on_demand_base" {
-  description = "Flow runs that go to on-demand FARGATE before the weights apply (only used when on_demand_weight > 0)."
+  description = "Flow runs that go to on-demand FARGATE before the weights apply (per RunTask call: the worker launches each flow run with its own call, so >= 1 puts every run on FARGATE)."
   type        = number
   default     = 0
 

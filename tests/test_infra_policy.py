@@ -246,18 +246,20 @@ def resolve(value: object, scope: dict) -> object:
 
 
 def cluster_strategy(cluster_module: Path, scope: dict) -> list[dict]:
-    """Evaluate the cluster module's strategy local: candidates filtered by weight > 0."""
+    """Evaluate the cluster module's strategy local: candidates with a weight or a base."""
     document = hcl2.load((cluster_module / "main.tf").open())
     expression = next(
         entry["capacity_provider_strategy"]
         for entry in document.get("locals", [])
         if "capacity_provider_strategy" in entry
     )
-    match = re.fullmatch(r"\$\{\[for (\w+) in (\[.*\]) : \1 if \1\.weight > 0\]\}", expression)
+    match = re.fullmatch(
+        r"\$\{\[for (\w+) in (\[.*\]) : \1 if \1\.weight > 0 \|\| \1\.base > 0\]\}", expression
+    )
     assert match, f"unexpected shape of local.capacity_provider_strategy: {expression}"
     candidates = hcl2.loads(f"value = {match.group(2)}\n")["value"]
     evaluated = [{key: resolve(item, scope) for key, item in candidate.items()} for candidate in candidates]
-    return [candidate for candidate in evaluated if candidate["weight"] > 0]
+    return [candidate for candidate in evaluated if candidate["weight"] > 0 or candidate["base"] > 0]
 
 
 def test_cluster_strategy_matches_answers(project: Path) -> None:
@@ -270,7 +272,7 @@ def test_cluster_strategy_matches_answers(project: Path) -> None:
             "base": given["on_demand_base"],
         },
     ]
-    expected = [provider for provider in expected if provider["weight"] > 0]
+    expected = [provider for provider in expected if provider["weight"] > 0 or provider["base"] > 0]
     assert expected, "the answers allow no capacity provider"
 
     infra = project / "infra"
@@ -303,6 +305,7 @@ def test_cluster_strategy_matches_answers(project: Path) -> None:
         (3, 1, 2, [("FARGATE_SPOT", 3, 0), ("FARGATE", 1, 2)]),
         (0, 1, 1, [("FARGATE", 1, 1)]),
         (1, 0, 0, [("FARGATE_SPOT", 1, 0)]),
+        (1, 0, 2, [("FARGATE_SPOT", 1, 0), ("FARGATE", 0, 2)]),
     ],
 )
 def test_strategy_evaluation_follows_weights(

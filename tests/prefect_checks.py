@@ -181,7 +181,8 @@ def resolve_placeholders(value: Any) -> Any:
 
 
 def capacity_provider_strategy(answers: dict) -> list[dict]:
-    """The contract's strategy: weight-0 entries omitted, at least one kept, base on every entry."""
+    """The contract's strategy: entries that can never get a task (weight 0 and base 0) omitted,
+    at least one kept, capacityProvider/weight/base on every entry."""
     entries = [
         {"capacityProvider": "FARGATE_SPOT", "weight": answers["spot_weight"], "base": 0},
         {
@@ -190,7 +191,7 @@ def capacity_provider_strategy(answers: dict) -> list[dict]:
             "base": answers["on_demand_base"],
         },
     ]
-    kept = [entry for entry in entries if entry["weight"] > 0]
+    kept = [entry for entry in entries if entry["weight"] > 0 or entry["base"] > 0]
     return kept or entries[1:]
 
 

@@ -233,6 +233,21 @@ def test_crashed_spot_runs_are_rerun_at_most_crash_retries_times(render, prefect
             for attempt in range(1, retries + 2):
                 crash(spot_run, attempt)
 
+            # The guard works because every Crashed event names the attempt it ended.
+            events = httpx.post(
+                f"{api_url}/events/filter",
+                json={
+                    "filter": {
+                        "event": {"name": ["prefect.flow-run.Crashed"]},
+                        "resource": {"id": [f"prefect.flow-run.{spot_run}"]},
+                    },
+                    "limit": 50,
+                },
+                timeout=30,
+            ).json()["events"]
+            run_counts = sorted(event["resource"]["prefect.run-count"] for event in events)
+            assert run_counts == [str(attempt) for attempt in range(1, retries + 2)]
+
             time.sleep(GRACE)
             for run_id, attempts in ((spot_run, retries + 1), (on_demand_run, 1)):
                 run = client.read_flow_run(run_id)

@@ -45,6 +45,8 @@ def test_entrypoint_is_exec_form_so_signals_reach_python(project: Path):
     cmd = commands[index_of(commands, "CMD")]
     assert entrypoint.json and cmd.json, "shell form would put /bin/sh between ECS's SIGTERM and Python"
     assert entrypoint.value[0].endswith("tini")
+    # The engine itself, not `prefect flow-run execute`, whose engine child ignores tini's SIGTERM.
+    assert cmd.value == ("python", "-m", "prefect.engine")
     assert "tini" in commands[index_of(commands, "RUN", lambda c: "apt-get install" in c.value[0])].value[0]
 
 

@@ -195,6 +195,9 @@ def test_worker_builds_the_ecs_task_for_every_deployment(project: Path, aws, mon
         assert task_definition["cpu"] == str(job_variables.get("cpu", sample["cpu"])), name
         assert task_definition["memory"] == str(job_variables.get("memory", sample["memory"])), name
 
+        (overrides,) = request["overrides"]["containerOverrides"]
+        assert overrides["command"] == ["python", "-m", "prefect.engine"], name
+
         strategy = job_variables.get("capacity_provider_strategy", sample["capacity_provider_strategy"])
         assert request["capacityProviderStrategy"] == strategy, name
         assert "launchType" not in request, name

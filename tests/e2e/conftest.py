@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from tf_tools import terraform_env, terraform_unavailable
 
@@ -15,8 +13,3 @@ def tf_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         pytest.skip(reason)
     # The parent of getbasetemp() is shared by every xdist worker of the run.
     return terraform_env(tmp_path_factory.getbasetemp().parent / "terraform")
-
-
-@pytest.fixture
-def workdir(tmp_path: Path) -> Path:
-    return tmp_path

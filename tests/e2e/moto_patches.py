@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 from moto.ecs.models import EC2ContainerServiceBackend
 from moto.ecs.responses import EC2ContainerServiceResponse
@@ -22,18 +23,21 @@ _request = threading.local()
 
 
 def _record_run_task(capture_file: Path) -> None:
-    """Append every RunTask request body to `capture_file` (one JSON object a line).
+    """Append every RunTask request body, and the task ARNs it started, to `capture_file`.
 
     DescribeTasks only reports the capacity provider AWS picked, not the
     strategy or network configuration the caller sent, so the tests read
-    the worker's request from here.
+    the worker's request from here (one JSON object a line).
     """
     original = EC2ContainerServiceResponse.run_task
 
     def run_task(self: EC2ContainerServiceResponse):
+        response = original(self)
+        request = json.loads(self.body)
+        request["startedTaskArns"] = [task.task_arn for task in response.result["tasks"]]
         with _capture_lock, capture_file.open("a") as capture:
-            capture.write(json.dumps(json.loads(self.body)) + "\n")
-        return original(self)
+            capture.write(json.dumps(request) + "\n")
+        return response
 
     EC2ContainerServiceResponse.run_task = run_task
 
@@ -84,6 +88,62 @@ def _keep_dropped_service_fields() -> None:
     EC2ContainerServiceBackend.create_service = backend_create_service
 
 
+def _requests_count_as_tls() -> None:
+    """Let bucket policies see the emulator's plain-HTTP requests as HTTPS ones.
+
+    The state bucket denies `aws:SecureTransport = false`, as it should on AWS,
+    where every endpoint is HTTPS. moto ignores that condition and applies the
+    Deny to every request, so the S3 backend could not read its own state. The
+    test's plain HTTP to 127.0.0.1 stands in for TLS: statements that only deny
+    insecure transport are skipped, every other statement is evaluated as moto does.
+    """
+    from moto.iam.access_control import IAMPolicy, PermissionResult
+    from moto.s3.models import FakeBucket
+
+    def denies_only_insecure_transport(statement: dict) -> bool:
+        condition = statement.get("Condition", {})
+        values = condition.get("Bool", {}).get("aws:SecureTransport")
+        return (
+            statement.get("Effect") == "Deny"
+            and list(condition) == ["Bool"]
+            and values in ("false", ["false"])
+        )
+
+    def get_permission(self: FakeBucket, action: str, resource: str):
+        if self.policy is None:
+            return PermissionResult.NEUTRAL
+        policy = json.loads(self.policy)
+        statements = policy["Statement"] if isinstance(policy["Statement"], list) else [policy["Statement"]]
+        kept = [statement for statement in statements if not denies_only_insecure_transport(statement)]
+        if not kept:
+            return PermissionResult.NEUTRAL
+        return IAMPolicy(json.dumps({**policy, "Statement": kept})).is_action_permitted(action, resource)
+
+    FakeBucket.get_permission = get_permission
+
+
+def _fargate_tasks_without_container_memory() -> None:
+    """Run tasks whose containers set no memory of their own.
+
+    On Fargate the task-level memory is enough (prefect-aws registers such
+    definitions); moto's RunTask adds up container memory and fails on None.
+    """
+    original = EC2ContainerServiceBackend._calculate_task_resource_requirements
+
+    def calculate(task_definition):
+        containers = [
+            container
+            if {"memory", "memoryReservation", "Memory", "MemoryReservation"} & set(container)
+            else {**container, "memory": 0}
+            for container in task_definition.container_definitions
+        ]
+        return original(SimpleNamespace(container_definitions=containers))
+
+    EC2ContainerServiceBackend._calculate_task_resource_requirements = staticmethod(calculate)
+
+
 def apply(capture_file: Path) -> None:
     _record_run_task(capture_file)
     _keep_dropped_service_fields()
+    _requests_count_as_tls()
+    _fargate_tasks_without_container_memory()

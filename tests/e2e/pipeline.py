@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +19,7 @@ from typing import Any
 
 import emulator
 import yaml
-from tf_tools import run_terraform
+from tf_tools import TerraformError, run_terraform
 
 CLOUD_API_URL = (
     "https://api.prefect.cloud/api/accounts/00000000-0000-4000-8000-000000000000"
@@ -158,6 +158,13 @@ class EmulatedProject:
         with step("destroy"):
             self._tf(["destroy", "-auto-approve", "-input=false", *self._var_args(env)], self.env_root(env))
 
+    def outputs(self, env: str) -> dict[str, Any]:
+        return self._outputs(self.env_root(env))
+
+    def output_json(self, env: str, name: str) -> str:
+        """`terraform output -json <name>`, as the Makefile pipes it."""
+        return self._tf(["output", "-json", name], self.env_root(env)).stdout
+
     # --- helpers --------------------------------------------------------------
     def _var_args(self, env: str) -> list[str]:
         return [f"-var=prefect_api_url={self.prefect_api_url}"]
@@ -167,9 +174,14 @@ class EmulatedProject:
         return {name: output["value"] for name, output in json.loads(result.stdout).items()}
 
     def _tf(self, args: list[str], root: Path, *, check: bool = True):
-        result = run_terraform(args, cwd=root, env=self.tf_env, check=check)
+        result = run_terraform(args, cwd=root, env=self.tf_env, check=False)
         log = self.workdir / f"terraform-{root.name}-{args[0]}.log"
         log.write_text(result.stdout + result.stderr)
+        if check and result.returncode != 0:
+            raise TerraformError(
+                f"`terraform {' '.join(args)}` in {root} exited {result.returncode}\n"
+                f"{result.stderr[-6000:]}\n{result.stdout[-3000:]}"
+            )
         return result
 
 
@@ -177,6 +189,9 @@ def create_existing_network(server: emulator.MotoServer, region: str) -> dict[st
     """A VPC with two public subnets, made outside Terraform as a user's existing network would be."""
     ec2 = server.client("ec2", region)
     vpc_id = ec2.create_vpc(CidrBlock="10.80.0.0/16")["Vpc"]["VpcId"]
+    # Like the default VPC (and moto's RunTask needs it: without DNS hostnames its
+    # task ENIs lack a private DNS name and RunTask fails with a 500).
+    ec2.modify_vpc_attribute(VpcId=vpc_id, EnableDnsHostnames={"Value": True})
     zones = [zone["ZoneName"] for zone in ec2.describe_availability_zones()["AvailabilityZones"]][:2]
     subnet_ids = [
         ec2.create_subnet(VpcId=vpc_id, CidrBlock=f"10.80.{index}.0/24", AvailabilityZone=zone)["Subnet"][
@@ -185,8 +200,3 @@ def create_existing_network(server: emulator.MotoServer, region: str) -> dict[st
         for index, zone in enumerate(zones)
     ]
     return {"vpc_id": vpc_id, "subnet_ids": subnet_ids, "assign_public_ip": True}
-
-
-def run_step(name: str, action: Callable[[], Any]) -> Any:
-    with step(name):
-        return action()

@@ -1,55 +1,97 @@
 """Apply the rendered stack on an AWS emulator (moto), run the Prefect ECS worker against it, destroy it.
 
-For each answer set below, in order: bootstrap the state bucket (S3 backend),
-create the "existing" VPC (existing_vpc), init + apply every env root in
-parallel, `plan -detailed-exitcode` must be clean; then (see test_worker_flow_run.py)
-a flow run goes through the real ECS worker; finally destroy must leave nothing.
+For each answer set in E2E_ANSWER_SETS, the pipeline a user follows:
+bootstrap the state bucket (S3 backend) -> create the "existing" VPC
+(existing_vpc) -> init + apply every env root -> `plan -detailed-exitcode`
+clean -> make work-pool -> make deploy -> make automation -> the ECS worker
+launches a flow run -> ECS reports the Spot task STOPPED -> the run is
+Crashed and the automation re-runs it -> destroy leaves nothing behind.
+
+Tests are parametrized per function (not by a module fixture) so pytest runs
+every answer set's apply test, then every Prefect test, then every destroy:
+the applies and the destroys of all answer sets overlap (see stacks.py).
+BROKEN_RENDERS are renders broken on purpose; the pipeline must stop at
+the named step.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import emulator
 import pytest
+import yaml
 from answer_sets import ANSWER_SETS
-from pipeline import EmulatedProject, create_existing_network
+from pipeline import StepFailed, step
+from prefect.client.schemas.objects import StateType
+from stacks import EmulatedStack, Stacks
+from worker_run import PrefectProject, check_run_task, stop_process, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
 E2E_ANSWER_SETS = ["default", "s3-server", "existing-vpc-multi-env"]
 
 
-@dataclass
-class EmulatedStack:
-    """One answer set's project on its own emulator, and what the tests learnt so far."""
+def _edit(relative: str, pattern: str, replacement: str = "") -> Callable[[Path], None]:
+    """Break a rendered file by a regex substitution (that must match)."""
 
-    project: EmulatedProject
-    server: emulator.MotoServer
-    baseline: set[str] = field(default_factory=set)
-    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    applied: bool = False
+    def edit(project: Path) -> None:
+        path = project / relative
+        text, count = re.subn(pattern, replacement, path.read_text(), flags=re.MULTILINE | re.DOTALL)
+        assert count, f"the deliberate break found nothing to change in {relative}: {pattern!r}"
+        path.write_text(text)
 
-
-def _parallel(action, environments: list[str]) -> dict[str, Any]:
-    with ThreadPoolExecutor(max_workers=len(environments)) as pool:
-        return dict(zip(environments, pool.map(action, environments), strict=True))
+    return edit
 
 
-@pytest.fixture(scope="module", params=E2E_ANSWER_SETS)
-def stack(request, render, tf_env, tmp_path_factory) -> Iterator[EmulatedStack]:
-    workdir = tmp_path_factory.mktemp(f"e2e-{request.param}")
-    server = emulator.MotoServer(workdir / "moto").start()
+# name -> (answer set, how the render is broken, the step that must fail)
+BROKEN_RENDERS = {
+    "strategy-without-base": (
+        "default",
+        _edit("infra/stack/outputs.tf", r"^\s*base\s*=\s*provider\.base\n"),
+        "worker-run",
+    ),
+    "no-job-variables-output": (
+        "default",
+        _edit("infra/envs/dev/outputs.tf", r'output "work_pool_job_variables" \{.*?\n\}\n'),
+        "work-pool",
+    ),
+}
+
+
+def _selected_names(session: pytest.Session) -> set[str]:
+    """The `name` parameters of this module's tests that this session runs."""
+    return {
+        item.callspec.params["name"]
+        for item in session.items
+        if item.path == Path(__file__) and hasattr(item, "callspec") and "name" in item.callspec.params
+    }
+
+
+@pytest.fixture(scope="session")
+def stacks(request, render, tf_env, tmp_path_factory) -> Iterator[Stacks]:
+    """Every emulated deployment the selected tests need, started together on first use."""
+    selected = _selected_names(request.session)
+    registry = Stacks(tmp_path_factory.mktemp("e2e"), tf_env)
+    for name in E2E_ANSWER_SETS:
+        if name in selected:
+            registry.add(name, render(ANSWER_SETS[name]))
+    for name, (answer_set, edit, _) in BROKEN_RENDERS.items():
+        if name in selected:
+            registry.add(f"broken-{name}", render(ANSWER_SETS[answer_set]), edit, keep=True)
     try:
-        project = EmulatedProject(render(ANSWER_SETS[request.param]), workdir, server, tf_env)
-        yield EmulatedStack(project=project, server=server)
+        yield registry
     finally:
-        server.stop()
+        registry.close()
+
+
+def _applied(stacks: Stacks, name: str) -> EmulatedStack:
+    try:
+        return stacks.applied_stack(name)
+    except StepFailed as failure:
+        pytest.skip(f"the stack was not applied: {failure}")
 
 
 def test_rendered_terraform_has_no_emulator_settings(project: Path) -> None:
@@ -70,38 +112,143 @@ def test_rendered_terraform_has_no_emulator_settings(project: Path) -> None:
     assert not list(project.rglob(emulator.OVERRIDE_FILE))
 
 
-def test_apply_then_plan_is_clean(stack: EmulatedStack) -> None:
-    project = stack.project
-    if project.uses_s3_backend:
-        project.bootstrap()
-    if project.answers.get("network_mode") == "existing_vpc":
-        network = create_existing_network(stack.server, project.region)
-        for env in project.environments:
-            project.fill_tfvars(env, **network)
-    # The state bucket (prevent_destroy) and the user's VPC outlive the stack by design.
-    stack.baseline = emulator.inventory(stack.server, project.region)
-
-    def apply(env: str) -> dict[str, Any]:
-        project.init(env)
-        return project.apply(env)
-
-    stack.outputs = _parallel(apply, project.environments)
-    stack.applied = True
-    _parallel(project.plan_is_clean, project.environments)
+@pytest.mark.parametrize("name", E2E_ANSWER_SETS)
+def test_apply_then_plan_is_clean(stacks: Stacks, name: str) -> None:
+    stacks.applied_stack(name)
 
 
-def test_environments_do_not_share_resources(stack: EmulatedStack) -> None:
-    if not stack.applied:
-        pytest.skip("the stack was not applied (see test_apply_then_plan_is_clean)")
-    for key in ("cluster_arn", "work_pool_name", "ecr_repository_url", "prefect_secret_arn"):
+@pytest.mark.parametrize("name", E2E_ANSWER_SETS)
+def test_environments_do_not_share_resources(stacks: Stacks, name: str) -> None:
+    stack = _applied(stacks, name)
+    for key in (
+        "cluster_arn",
+        "work_pool_name",
+        "ecr_repository_url",
+        "prefect_secret_arn",
+        "worker_log_group",
+    ):
         values = [outputs[key] for outputs in stack.outputs.values()]
         assert len(set(values)) == len(values), f"{key} is shared between environments: {values}"
 
 
-def test_destroy_leaves_nothing(stack: EmulatedStack) -> None:
-    if not stack.applied:
-        pytest.skip("the stack was not applied (see test_apply_then_plan_is_clean)")
-    project = stack.project
-    _parallel(project.destroy, project.environments)
-    left = emulator.inventory(stack.server, project.region) - stack.baseline
+def launch_flow_run(stacks: Stacks, stack: EmulatedStack) -> None:
+    """make work-pool, make deploy, make automation; the ECS worker launches a run of etl-daily."""
+    env = stack.environments[0]
+    side = stack.prefect = PrefectProject(stack.project, env, stacks.prefect_server(), stack.server)
+    outputs = side.outputs()
+    with step("work-pool"):
+        side.create_work_pool()
+    with step("deploy"):
+        side.deploy()
+        if outputs.get("code_bucket"):
+            keys = [
+                item["Key"]
+                for item in stack.server.client("s3", stack.project.region)
+                .list_objects_v2(Bucket=outputs["code_bucket"])
+                .get("Contents", [])
+            ]
+            package = stack.project.answers["package_name"]
+            assert any(key.endswith(f"src/{package}/flows/etl.py") for key in keys), keys
+            assert not any("/infra/" in key or "/.venv/" in key for key in keys), keys
+    with step("automation"):
+        side.create_automations()
+    with step("worker-run"):
+        log = stack.project.workdir / "worker.log"
+        stack.worker = side.start_worker(log)
+        flow_run = side.run_deployment("etl/etl-daily")
+        stack.flow_run_id = flow_run.id
+        requests = wait_for(
+            f"the worker's RunTask for flow run {flow_run.id} (worker log: {log})",
+            lambda: side.run_task_requests_for(flow_run.id),
+            timeout=180,
+        )
+        stack.run_task_request = requests[0]
+        check_run_task(side, stack.run_task_request)
+        wait_for(
+            "the flow run to be Pending",
+            lambda: side.read_flow_run(flow_run.id).state.type == StateType.PENDING,
+            timeout=60,
+        )
+
+
+@pytest.mark.parametrize("name", E2E_ANSWER_SETS)
+def test_worker_runs_a_deployment_on_the_stack(stacks: Stacks, name: str) -> None:
+    launch_flow_run(stacks, _applied(stacks, name))
+
+
+def _reschedule_messages(project: Path) -> set[str]:
+    """Messages of the project's automations that move a flow run back to Scheduled."""
+    messages = set()
+    for path in project.glob("automations/*.yaml"):
+        for action in yaml.safe_load(path.read_text()).get("actions", []):
+            if action.get("type") == "change-flow-run-state" and action.get("state") == "SCHEDULED":
+                messages.add(action.get("message"))
+    return messages
+
+
+@pytest.mark.parametrize("name", E2E_ANSWER_SETS)
+def test_spot_interruption_crashes_the_run_and_automation_reruns_it(stacks: Stacks, name: str) -> None:
+    """STOPPED event: EventBridge -> SQS -> the worker's observer -> Crashed -> automation -> rerun."""
+    stack = _applied(stacks, name)
+    if stack.run_task_request is None:
+        pytest.skip("no flow run was launched (see test_worker_runs_a_deployment_on_the_stack)")
+    side, flow_run_id = stack.prefect, stack.flow_run_id
+    assert side is not None and flow_run_id is not None
+    side.start_flow_run_like_the_container(flow_run_id)
+    with step("crash"):
+        side.stop_task(
+            stack.run_task_request,
+            exit_code=137,
+            stop_code="SpotInterruption",
+            reason="Your Spot Task was interrupted.",
+        )
+
+        def crashed() -> bool:
+            with side.client() as client:
+                return any(
+                    state.type == StateType.CRASHED for state in client.read_flow_run_states(flow_run_id)
+                )
+
+        wait_for("the worker's observer to mark the flow run Crashed", crashed, timeout=120)
+
+    recovery_messages = _reschedule_messages(side.root)
+    if not recovery_messages:
+        return
+    with step("recovery"):
+        wait_for(
+            "the crash-recovery automation to reschedule the flow run, and the worker to launch it again",
+            lambda: len(side.run_task_requests_for(flow_run_id)) > 1,
+            timeout=180,
+        )
+        with side.client() as client:
+            states = sorted(client.read_flow_run_states(flow_run_id), key=lambda state: state.timestamp)
+        crash = next(index for index, state in enumerate(states) if state.type == StateType.CRASHED)
+        after_crash = states[crash + 1]
+        assert after_crash.type == StateType.SCHEDULED, [(state.type, state.name) for state in states]
+        assert after_crash.message in recovery_messages, after_crash.message
+    stop_process(stack.worker)
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN_RENDERS))
+def test_broken_render_stops_the_pipeline_at_the_right_step(stacks: Stacks, name: str) -> None:
+    expected_step = BROKEN_RENDERS[name][2]
+    with pytest.raises(StepFailed) as failure:
+        stack = stacks.applied_stack(f"broken-{name}")
+        launch_flow_run(stacks, stack)
+    assert failure.value.step == expected_step, str(failure.value)
+
+
+def _is_task_definition_of(item: str, families: set[str]) -> bool:
+    return item.startswith("ecs-task-definition:") and item.rsplit("/", 1)[-1].rsplit(":", 1)[0] in families
+
+
+@pytest.mark.parametrize("name", E2E_ANSWER_SETS)
+def test_destroy_leaves_nothing(stacks: Stacks, name: str) -> None:
+    stack = _applied(stacks, name)
+    with step("destroy"):
+        left = stacks.destroy(name)
+    # The worker registers the flow-run task definitions itself, outside Terraform
+    # (on AWS too: they cost nothing and are reused by the next deploy).
+    families = {outputs["work_pool_job_variables"]["family"] for outputs in stack.outputs.values()}
+    left = {item for item in left if not _is_task_definition_of(item, families)}
     assert not left, "destroy left resources behind:\n" + "\n".join(sorted(left))

@@ -1,0 +1,113 @@
+"""A throwaway Prefect server (sqlite, own PREFECT_HOME) and the project's Prefect CLI steps against it.
+
+The server is `prefect server start` in a subprocess on 127.0.0.1, with its
+event and automation services on (the default), so automations react to
+flow-run events as they do in Prefect Cloud or a self-hosted server.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+STARTUP_TIMEOUT = 120
+PREFECT = [sys.executable, "-m", "prefect"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class PrefectServer:
+    workdir: Path
+    process: subprocess.Popen | None = None
+    port: int = 0
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    def client_env(self) -> dict[str, str]:
+        """Settings every Prefect process of the test uses (CLI, worker, client)."""
+        return {
+            "PREFECT_HOME": str(self.workdir / "home"),
+            "PREFECT_API_URL": self.api_url,
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY": "false",
+            "PREFECT_LOGGING_LEVEL": "INFO",
+        }
+
+    def start(self) -> PrefectServer:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        env = {
+            **os.environ,
+            **self.client_env(),
+            "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{self.workdir / 'prefect.db'}",
+            "PREFECT_UI_ENABLED": "false",
+            "PREFECT_SERVER_UI_ENABLED": "false",
+        }
+        env.pop("PREFECT_API_KEY", None)
+        log = (self.workdir / "server.log").open("w")
+        self.process = subprocess.Popen(
+            [*PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,  # its own process group: stop() ends the server and its children
+        )
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                break
+            try:
+                with urllib.request.urlopen(f"{self.api_url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(
+            f"Prefect server did not start within {STARTUP_TIMEOUT} s:\n"
+            f"{(self.workdir / 'server.log').read_text()[-4000:]}"
+        )
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=20)
+
+
+def run_prefect(args: list[str], *, env: dict[str, str], cwd: Path, stdin: str | None = None, timeout=180):
+    """Run the Prefect CLI; raise with its output when it fails."""
+    result = subprocess.run(
+        [*PREFECT, *args],
+        cwd=cwd,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise AssertionError(
+            f"`prefect {' '.join(args)}` exited {result.returncode}\n"
+            f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+        )
+    return result

@@ -1,0 +1,183 @@
+"""Run several emulated deployments at once, so the slow Terraform phases overlap.
+
+Terraform against moto mostly waits (the AWS provider polls for eventual
+consistency: 25 s for an SQS queue policy, 10 s for an ECS cluster ...), so
+the answer sets' `apply` phases run in parallel threads, as do their
+`destroy` phases; the Prefect phases, which share one Prefect server, run one
+after another in the tests.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import emulator
+from pipeline import EmulatedProject, create_existing_network
+from prefect_local import PrefectServer
+from worker_run import PrefectProject, stop_process
+
+
+@dataclass
+class EmulatedStack:
+    """One project on its own emulator, and what the pipeline learnt about it so far."""
+
+    name: str
+    project: EmulatedProject
+    server: emulator.MotoServer
+    baseline: set[str] = field(default_factory=set)
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    prefect: PrefectProject | None = None
+    worker: subprocess.Popen | None = None
+    flow_run_id: uuid.UUID | None = None
+    run_task_request: dict[str, Any] | None = None
+
+    @property
+    def environments(self) -> list[str]:
+        return self.project.environments
+
+    def apply(self) -> dict[str, dict[str, Any]]:
+        """Bootstrap (S3 state), the user's VPC (existing_vpc), then init + apply + plan every env."""
+        project = self.project
+        if project.uses_s3_backend:
+            project.bootstrap()
+        if project.answers.get("network_mode") == "existing_vpc":
+            network = create_existing_network(self.server, project.region)
+            for env in self.environments:
+                project.fill_tfvars(env, **network)
+        # The state bucket (prevent_destroy) and the user's VPC outlive the stack by design.
+        self.baseline = emulator.inventory(self.server, project.region)
+
+        def apply_env(env: str) -> dict[str, Any]:
+            project.init(env)
+            return project.apply(env)
+
+        self.outputs = parallel(apply_env, self.environments)
+        parallel(project.plan_is_clean, self.environments)
+        return self.outputs
+
+    def destroy(self) -> set[str]:
+        """Destroy every env; return what is left in the account that was not there before apply."""
+        if self.worker is not None:
+            stop_process(self.worker)
+        for env in self.environments:
+            self.delete_data_terraform_keeps(env)
+        parallel(self.project.destroy, self.environments)
+        return emulator.inventory(self.server, self.project.region) - self.baseline
+
+    def delete_data_terraform_keeps(self, env: str) -> None:
+        """docs/runbook.md "Destroy everything", step 2: images and flow code go first, by hand."""
+        outputs, region = self.outputs[env], self.project.region
+        repository = outputs["ecr_repository_url"].split("/", 1)[1]
+        self.server.client("ecr", region).delete_repository(repositoryName=repository, force=True)
+        if outputs.get("code_bucket"):
+            s3 = self.server.client("s3", region)
+            listing = s3.list_object_versions(Bucket=outputs["code_bucket"])
+            versions = listing.get("Versions", []) + listing.get("DeleteMarkers", [])
+            if versions:
+                s3.delete_objects(
+                    Bucket=outputs["code_bucket"],
+                    Delete={"Objects": [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in versions]},
+                )
+
+    def close(self) -> None:
+        if self.worker is not None:
+            stop_process(self.worker)
+        self.server.stop()
+
+
+def parallel(action: Callable[[str], Any], names: list[str]) -> dict[str, Any]:
+    with ThreadPoolExecutor(max_workers=max(len(names), 1)) as pool:
+        return dict(zip(names, pool.map(action, names), strict=True))
+
+
+class Stacks:
+    """The emulated deployments of a test session, started together on first use."""
+
+    def __init__(self, workdir: Path, tf_env: dict[str, str]):
+        self.workdir = workdir
+        self.tf_env = tf_env
+        self.rendered: dict[str, tuple[Path, Callable[[Path], None] | None]] = {}
+        self.stacks: dict[str, EmulatedStack] = {}
+        self.applied: dict[str, Future] = {}
+        self.destroyed: dict[str, Future] = {}
+        self.kept: set[str] = set()
+        self.pool = ThreadPoolExecutor(max_workers=8)
+        self._prefect_server: Future | None = None
+
+    def add(
+        self, name: str, rendered: Path, edit: Callable[[Path], None] | None = None, *, keep: bool = False
+    ) -> None:
+        """Register a rendered project; `edit` may change the copy before anything runs (broken renders)."""
+        self.rendered[name] = (rendered, edit)
+        if keep:
+            self.kept.add(name)
+
+    def _start(self) -> None:
+        if self._prefect_server is None:
+            server = PrefectServer(self.workdir / "prefect-server")
+            self._prefect_server = self.pool.submit(server.start)
+        for name, (rendered, edit) in self.rendered.items():
+            if name in self.stacks:
+                continue
+            workdir = self.workdir / name
+            moto = emulator.MotoServer(workdir / "moto").start()
+            project = EmulatedProject(rendered, workdir, moto, self.tf_env)
+            if edit is not None:
+                edit(project.project)
+            stack = self.stacks[name] = EmulatedStack(name=name, project=project, server=moto)
+            self.applied[name] = self.pool.submit(stack.apply)
+
+    def applied_stack(self, name: str) -> EmulatedStack:
+        """The stack `name` once apply and plan succeeded (raises their StepFailed otherwise)."""
+        self._start()
+        self.applied[name].result()
+        return self.stacks[name]
+
+    def stack(self, name: str) -> EmulatedStack:
+        self._start()
+        return self.stacks[name]
+
+    def prefect_server(self) -> PrefectServer:
+        self._start()
+        assert self._prefect_server is not None
+        return self._prefect_server.result()
+
+    def destroy(self, name: str) -> set[str]:
+        """Start every applied stack's destroy (in parallel); wait for `name`'s, return its leftovers.
+
+        Stacks registered with `keep=True` (broken renders) are not destroyed: their
+        emulator just stops at the end of the session.
+        """
+        for other, stack in self.stacks.items():
+            if other in self.kept or other in self.destroyed:
+                continue
+            if _succeeded(self.applied[other]):
+                self.destroyed[other] = self.pool.submit(stack.destroy)
+        return self.destroyed[name].result()
+
+    def close(self) -> None:
+        for future in list(self.applied.values()) + list(self.destroyed.values()):
+            future.cancel()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        for stack in self.stacks.values():
+            stack.close()
+        if (
+            self._prefect_server is not None
+            and self._prefect_server.done()
+            and not self._prefect_server.exception()
+        ):
+            self._prefect_server.result().stop()
+
+
+def _succeeded(future: Future) -> bool:
+    try:
+        future.result()
+    except Exception:
+        return False
+    return True

@@ -73,6 +73,36 @@ def test_dependencies_layer_comes_before_the_code(project: Path):
         assert code == [], "the s3 image holds only dependencies; flow runs pull the code"
 
 
+# Flags Docker's classic builder accepts. prefect-docker's build_docker_image
+# builds through docker-py (`client.api.build`), which uses that builder: it
+# rejects BuildKit-only flags (RUN --mount/--network/--security, COPY --chmod/--link)
+# and does not know heredocs.
+CLASSIC_BUILDER_FLAGS = {
+    "FROM": {"--platform"},
+    "COPY": {"--from", "--chown"},
+    "ADD": {"--chown"},
+    "HEALTHCHECK": {"--interval", "--timeout", "--start-period", "--retries"},
+}
+
+
+def test_classic_builder_can_build_it(project: Path):
+    problems = [
+        f"line {c.start_line}: {c.cmd} {flag}"
+        for c in instructions(project)
+        for flag in c.flags
+        if flag.split("=", 1)[0] not in CLASSIC_BUILDER_FLAGS.get(c.cmd, set())
+    ]
+    problems += [f"line {c.start_line}: {c.cmd} heredoc" for c in instructions(project) if c.heredocs]
+    assert problems == []
+
+
+def test_dependency_layer_leaves_no_uv_cache(project: Path):
+    commands = instructions(project)
+    env = commands[index_of(commands, "ENV")].value
+    sync = commands[index_of(commands, "RUN", lambda c: "uv sync" in c.value[0])].value[0]
+    assert dict(zip(env[::2], env[1::2], strict=True)).get("UV_NO_CACHE") == "1" or "--no-cache" in sync
+
+
 def test_working_directory_matches_the_pull_step(project: Path):
     commands = instructions(project)
     assert commands[index_of(commands, "WORKDIR")].value == ("/app",)

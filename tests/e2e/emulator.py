@@ -25,7 +25,7 @@ import hcl2
 
 HERE = Path(__file__).resolve().parent
 LAUNCHER = HERE / "moto_launcher.py"
-STARTUP_TIMEOUT = 60
+STARTUP_TIMEOUT = 120
 OVERRIDE_FILE = "zz_emulator_override.tf"
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
 

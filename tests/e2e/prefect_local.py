@@ -17,7 +17,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-STARTUP_TIMEOUT = 120
+STARTUP_TIMEOUT = 240  # generous: it starts while the applies load the machine
 PREFECT = [sys.executable, "-m", "prefect"]
 
 

@@ -218,7 +218,6 @@ def sample_job_variables(answers: dict, env: str | None = None) -> dict:
         "cpu": answers["flow_cpu"],
         "memory": answers["flow_memory"],
         "family": f"{name}-flow-run",
-        "image": f"{ACCOUNT}.dkr.ecr.{region}.amazonaws.com/{name}:latest",
         "configure_cloudwatch_logs": True,
         "cloudwatch_logs_options": {
             "awslogs-group": f"/ecs/{name}/flow-runs",

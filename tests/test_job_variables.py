@@ -96,6 +96,15 @@ def test_every_deployment_validates_over_the_pool_defaults(project: Path):
             pytest.fail(f"{name}: {error}")
 
 
+def test_each_deployment_names_its_image_and_the_pool_has_none(project: Path):
+    """ECR tags are immutable: a pool-wide tag such as :latest could be pushed only once."""
+    assert "image" not in terraform_output_shape(project)
+    template = base_job_template(project)
+    assert pool_defaults(template).get("image") is None
+    for name, job_variables in deployment_job_variables(project).items():
+        assert job_variables.get("image", "").endswith(":abc123"), name
+
+
 @pytest.mark.parametrize(
     "broken",
     [

@@ -134,6 +134,19 @@ def test_make_targets_use_terraform_outputs(make, project: Path):
     assert wrong.returncode != 0 and "ENV must be one of" in wrong.stderr
 
 
+def test_ecr_image_tag_is_new_per_deploy_and_overridable(make, project: Path):
+    """ECR tags are immutable: a commit's second deploy must not reuse its first tag."""
+    answers = answers_of(project)
+    deploy = make("-n", "deploy").stdout
+    (tag,) = re.findall(r'export IMAGE_TAG="([^"]*)"', deploy)
+    if answers["code_storage"] == "ecr":
+        assert re.fullmatch(r"[\w.-]+-\d{8}T\d{6}Z", tag), tag
+    else:
+        assert tag.startswith("deps-"), "the dependency image's tag follows uv.lock"
+    overridden = make("-n", "deploy", "IMAGE_TAG=v1.2.3").stdout
+    assert re.findall(r'export IMAGE_TAG="([^"]*)"', overridden) == ["v1.2.3"]
+
+
 def test_make_automation_matches_crash_retries(make, project: Path):
     answers = answers_of(project)
     result = make("-n", "automation")

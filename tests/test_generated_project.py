@@ -134,6 +134,32 @@ def test_make_targets_use_terraform_outputs(make, project: Path):
     assert wrong.returncode != 0 and "ENV must be one of" in wrong.stderr
 
 
+def test_make_deploy_sets_up_everything_it_needs_first(make, project: Path):
+    """`make deploy` alone works after infra-apply and secret-set: work pool, automation, image."""
+    answers = answers_of(project)
+    env_name = answers["environments"][0]
+    result = make("-n", "deploy", f"ENV={env_name}")
+    assert result.returncode == 0, result.stderr
+    deploy = result.stdout
+    final = deploy.index("prefect --no-prompt deploy --all")
+    assert -1 < deploy.find("prefect work-pool create") < final
+    automation = deploy.find("prefect automation create --from-file automations/crash-recovery.yaml")
+    if answers["crash_retries"] > 0 and answers["spot_weight"] > 0:
+        assert -1 < automation < final
+    else:
+        assert automation == -1
+    if answers["code_storage"] == "s3":
+        # The dependency image is built only when ECR lacks its tag.
+        describe = deploy.find("aws ecr describe-images")
+        assert -1 < describe < deploy.find("docker build") < deploy.find("docker push") < final
+    else:
+        # prefect-docker's push step needs the registry login.
+        assert -1 < deploy.find("docker login") < final
+    # Already-exported values win over terraform output (CI without Terraform state).
+    for variable in ("WORK_POOL_NAME", "IMAGE_REPOSITORY"):
+        assert f'export {variable}="${{{variable}:-$(terraform -chdir=infra/envs/{env_name} output' in deploy
+
+
 def test_ecr_image_tag_is_new_per_deploy_and_overridable(make, project: Path):
     """ECR tags are immutable: a commit's second deploy must not reuse its first tag."""
     answers = answers_of(project)
@@ -145,6 +171,28 @@ def test_ecr_image_tag_is_new_per_deploy_and_overridable(make, project: Path):
         assert tag.startswith("deps-"), "the dependency image's tag follows uv.lock"
     overridden = make("-n", "deploy", "IMAGE_TAG=v1.2.3").stdout
     assert re.findall(r'export IMAGE_TAG="([^"]*)"', overridden) == ["v1.2.3"]
+
+
+def test_make_infra_targets_init_first(make, project: Path):
+    answers = answers_of(project)
+    env_name = answers["environments"][-1]
+    tf = f"terraform -chdir=infra/envs/{env_name}"
+    for target, command in (("infra-apply", "apply"), ("infra-plan", "plan"), ("infra-destroy", "destroy")):
+        result = make("-n", target, f"ENV={env_name}")
+        assert result.returncode == 0, result.stderr
+        init = result.stdout.find(f"{tf} init -input=false")
+        assert -1 < init < result.stdout.index(f"{tf} {command}"), target
+    init = make("-n", "infra-init", f"ENV={env_name}").stdout
+    if answers["terraform_backend"] == "s3":
+        # infra/envs/*/backend.tf: the bucket name holds the account id, given at init.
+        account = "$(aws sts get-caller-identity --query Account --output text)"
+        assert f'bucket="{answers["project_slug"]}-tfstate-{account}"' in init
+        assert '-backend-config="bucket=$bucket"' in init
+        # A missing state bucket is created (infra/bootstrap) before init needs it.
+        assert init.index("aws s3api head-bucket") < init.index("terraform -chdir=infra/bootstrap apply")
+        assert init.index("terraform -chdir=infra/bootstrap apply") < init.index(f"{tf} init")
+    else:
+        assert "-backend-config" not in init and "infra/bootstrap" not in init
 
 
 def test_make_automation_matches_crash_retries(make, project: Path):

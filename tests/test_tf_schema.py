@@ -137,7 +137,8 @@ def test_unparsable_file_is_named() -> None:
         "aws_ecs_cluster.unknown_argument: unsupported argument 'capacity'",
         "aws_ecs_cluster.unknown_argument: arn is read-only (computed)",
         "aws_ecs_cluster.unknown_argument: setting is a block; write `setting { ... }`",
-        "aws_ecs_cluster.unknown_argument: lifecycle.ignore_changes names 'no_such_argument', not an argument",
+        "aws_ecs_cluster.unknown_argument: lifecycle.ignore_changes names 'no_such_argument', "
+        "not an argument",
         "aws_ecs_task_definition.missing_required: required argument 'family' is missing",
         "aws_ecs_task_definition.missing_required: inference_accelerator is removed in hashicorp/aws 6.x",
         "aws_iam_role.deprecated: managed_policy_arns is deprecated in hashicorp/aws 5.100",

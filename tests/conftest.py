@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 from answer_sets import ANSWER_SETS, VALUE_SWEEPS
-from copier import run_copy
-from copier_spec import REPO
+from rendering import render_template
 
 Render = Callable[..., Path]
 
@@ -41,26 +40,6 @@ def _render_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
         root = tmp_path_factory.getbasetemp() / "renders"
     root.mkdir(parents=True, exist_ok=True)
     return root
-
-
-def render_template(answers: dict, destination: Path, **kwargs) -> Path:
-    """Render this template with `answers` (the rest defaults) into `destination`."""
-    # An empty settings file: the user's defaults and trusted list don't leak in.
-    settings = destination.parent / "copier-settings.yml"
-    if not settings.exists():
-        settings.write_text("{}\n")
-    os.environ["COPIER_SETTINGS_PATH"] = str(settings)
-    run_copy(
-        str(REPO),
-        destination,
-        data=answers,
-        defaults=True,
-        unsafe=True,
-        quiet=True,
-        vcs_ref="HEAD",
-        **kwargs,
-    )
-    return destination
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,8 @@ sizes, Python version); they get the cheap checks.
 
 from __future__ import annotations
 
-from copier_spec import choice_values
+import yaml
+from copier_spec import REPO, choice_values
 
 ANSWER_SETS: dict[str, dict] = {
     "default": {},
@@ -67,6 +68,15 @@ ANSWER_SETS: dict[str, dict] = {
         "aws_region": "ap-southeast-2",
     },
 }
+
+
+# Every team preset gets every check too (docs/presets.md).
+ANSWER_SETS.update(
+    {
+        f"preset-{path.stem}": yaml.safe_load(path.read_text())
+        for path in sorted((REPO / "presets").glob("*.yml"))
+    }
+)
 
 
 def _sweeps() -> dict[str, dict]:

@@ -48,7 +48,7 @@ def hcl_string(value: object) -> str:
 
 def json_string(value: object) -> str:
     """A double-quoted string valid in JSON, YAML and TOML alike."""
-    # ASCII escapes (\uXXXX) are legal in all three; raw control characters are not.
+    # \u escapes are legal in all three; raw control characters are not.
     return json.dumps(str(value), ensure_ascii=True)
 
 

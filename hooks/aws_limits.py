@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import keyword
 import re
 from functools import cache
 from pathlib import Path
@@ -127,3 +128,16 @@ def require_answer_types(data: object) -> str:
     if problem := answer_types_error(data):
         raise ValueError(f"Invalid answer: {problem}")
     return "checked"
+
+
+# Names the generated project already imports or uses as top-level folders.
+SHADOWED_MODULES = frozenset({"prefect", "flows", "tests", "test"})
+
+
+def package_name_error(name: str) -> str:
+    """Return why `name` cannot be the flows package, or an empty string."""
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
+        return f'must be a lower-case Python identifier (got "{name}")'
+    if name in {word.lower() for word in keyword.kwlist} or name in SHADOWED_MODULES:
+        return f'"{name}" is a Python keyword or shadows a module the project imports'
+    return ""

@@ -77,6 +77,7 @@ class TemplateExtension(Extension):
         environment.globals.update(
             fargate_size_error=aws_limits.fargate_size_error,
             labels_error=aws_limits.labels_error,
+            package_name_error=aws_limits.package_name_error,
             require_answer_types=aws_limits.require_answer_types,
             slug_max=aws_limits.SLUG_MAX,
             cost_estimate=costs.cost_estimate,

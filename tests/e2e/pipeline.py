@@ -154,6 +154,30 @@ class EmulatedProject:
                     f"{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
                 )
 
+    def planned_changes(self, env: str, *extra_args: str) -> dict[str, Any]:
+        """`plan -detailed-exitcode -out` of an env root, as `terraform show -json` reads the plan."""
+        return self._plan_json(self.env_root(env), [*self._var_args(env), *extra_args])
+
+    def bootstrap_planned_changes(self) -> dict[str, Any]:
+        """The same for infra/bootstrap (init first: the template may have changed its providers)."""
+        root = self.project / "infra" / "bootstrap"
+        with step("init"):
+            self._tf(["init", "-input=false"], root)
+        return self._plan_json(root, [f"-var=aws_region={self.region}"])
+
+    def _plan_json(self, root: Path, args: list[str]) -> dict[str, Any]:
+        plan_file = self.workdir / f"{root.name}.tfplan"
+        with step("plan"):
+            result = self._tf(
+                ["plan", "-detailed-exitcode", "-input=false", f"-out={plan_file}", *args], root, check=False
+            )
+            if result.returncode not in (0, 2):  # 2 = changes, which the caller inspects
+                raise TerraformError(
+                    f"`terraform plan` in {root} exited {result.returncode}\n"
+                    f"{result.stderr[-6000:]}\n{result.stdout[-3000:]}"
+                )
+            return json.loads(self._tf(["show", "-json", str(plan_file)], root).stdout)
+
     def destroy(self, env: str) -> None:
         with step("destroy"):
             self._tf(["destroy", "-auto-approve", "-input=false", *self._var_args(env)], self.env_root(env))

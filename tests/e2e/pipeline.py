@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -198,9 +199,12 @@ class EmulatedProject:
         return {name: output["value"] for name, output in json.loads(result.stdout).items()}
 
     def _tf(self, args: list[str], root: Path, *, check: bool = True):
+        started = time.monotonic()
         result = run_terraform(args, cwd=root, env=self.tf_env, check=False)
-        log = self.workdir / f"terraform-{root.name}-{args[0]}.log"
-        log.write_text(result.stdout + result.stderr)
+        # Appended: a root planned twice (before and after an edit) keeps both logs.
+        with (self.workdir / f"terraform-{root.name}-{args[0]}.log").open("a") as log:
+            log.write(f"# terraform {' '.join(args)}: {time.monotonic() - started:.1f} s\n")
+            log.write(result.stdout + result.stderr)
         if check and result.returncode != 0:
             raise TerraformError(
                 f"`terraform {' '.join(args)}` in {root} exited {result.returncode}\n"

@@ -16,8 +16,9 @@ The only exceptions are in ALLOWED_DESTROYS, each listed in CHANGELOG.md
 as a breaking change with its migration (docs/updating.md, "Upgrades never
 destroy infrastructure"). The checker itself is tested on the applied default
 stack: renaming the ECS cluster resource without a `moved` block must be seen
-as a delete, and with one must not. Finally everything is destroyed and the
-emulated account must be back to what it held before the first apply.
+as a delete, and with one must not. Finally everything is destroyed with the
+updated configuration; only the state bucket and the user's VPC, which outlive
+a destroy by design, may be left.
 """
 
 from __future__ import annotations

@@ -30,8 +30,10 @@ import subprocess
 import sys
 import textwrap
 import time
+import types
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -65,6 +67,10 @@ RECOVERY_SETS = sorted(
     for name, answers in ANSWER_SETS.items()
     if answers.get("crash_retries", 2) > 0 and answers.get("spot_weight", 3) > 0
 )
+# The handler differs between answer sets only by its constants: the server test runs one
+# answer set per (crash_retries, spot_fallback_after), and
+# test_every_recovery_set_renders_a_proven_handler ties every other set to it.
+SERVER_SETS = ["default", "spot-only-batch"]
 
 
 def _is_handler(deployment: dict) -> bool:
@@ -156,6 +162,72 @@ def test_engine_sigterm_message_is_the_one_recovery_reads(render):
 
     state = asyncio.run(exception_to_crashed_state(TerminationSignal(signal.SIGTERM)))
     assert recovery_module(render({})).spot_caused(state.message)
+
+
+def _handler_source(project: Path) -> tuple[tuple[int, int], str]:
+    answers = answers_of(project)
+    module = recovery_module(project)
+    text = (project / "src" / answers["package_name"] / "crash_recovery.py").read_text()
+    text = text.replace(answers["project_slug"], "<slug>").replace(answers["package_name"], "<package>")
+    return (module.CRASH_RETRIES, module.SPOT_FALLBACK_AFTER), text
+
+
+def test_every_recovery_set_renders_a_proven_handler(render):
+    """Each recovery set's handler is one the server test ran, up to the project's names."""
+    proven = dict(_handler_source(render(ANSWER_SETS[name])) for name in SERVER_SETS)
+    for name in RECOVERY_SETS:
+        constants, text = _handler_source(render(ANSWER_SETS[name]))
+        assert constants in proven, (
+            f"{name}: no server test runs crash_retries/spot_fallback_after {constants}"
+        )
+        assert text == proven[constants], name
+
+
+class _FakeClient:
+    """Records what the handler asks of the Prefect API."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def set_flow_run_state(self, run_id, state, force=False):
+        self.calls.append(("state", state.type, state.state_details.scheduled_time, force))
+
+    def update_flow_run(self, run_id, job_variables):
+        self.calls.append(("job_variables", job_variables))
+
+
+@pytest.mark.parametrize("fallback_after", [0, 1, 2])
+def test_spot_fallback_after_k_spot_crashes(render, fallback_after: int):
+    project = render({"crash_retries": 3, "spot_fallback_after": fallback_after})
+    module = recovery_module(project)
+    assert fallback_after == module.SPOT_FALLBACK_AFTER
+    for spot_crashes in range(4):
+        messages = [RUN_TASK_REFUSED] * spot_crashes + [IMAGE_MISSING] * (3 - spot_crashes)
+        run = types.SimpleNamespace(
+            id=uuid.uuid4(),
+            name="run",
+            job_variables={"cpu": 512},
+            state=Crashed(message=messages[-1]),
+        )
+        client = _FakeClient()
+        outcome = module._recover(client, run, messages)
+        moved = 0 < fallback_after <= spot_crashes
+        assert ("on-demand FARGATE" in outcome) is moved, outcome
+        updates = [call for call in client.calls if call[0] == "job_variables"]
+        assert updates == (
+            [("job_variables", {"cpu": 512, "capacity_provider_strategy": ON_DEMAND})] if moved else []
+        )
+        if moved:
+            # Parked beyond the workers' look-ahead before the change, then scheduled.
+            parked_until = client.calls[0][2]
+            assert client.calls[0][3] and parked_until > datetime.now(UTC) + timedelta(minutes=30)
+            assert client.calls.index(updates[0]) == 1
+        assert client.calls[-1][:2] == ("state", StateType.SCHEDULED) and client.calls[-1][3]
+    # One crash more than allowed: nothing is asked of the API.
+    client = _FakeClient()
+    run = types.SimpleNamespace(id=uuid.uuid4(), name="run", job_variables={}, state=Crashed())
+    assert module._recover(client, run, [IMAGE_MISSING] * 4).startswith("left Crashed")
+    assert client.calls == []
 
 
 # --------------------------------------------------------------------------- a real Prefect server
@@ -336,7 +408,7 @@ def _wait_for_handler(client, handler_id, run_id, count: int) -> list:
 
 
 @pytest.mark.prefect_server
-@pytest.mark.parametrize("name", RECOVERY_SETS)
+@pytest.mark.parametrize("name", SERVER_SETS)
 def test_crash_recovery_on_a_real_server(render, server: Server, name: str):
     project = render(ANSWER_SETS[name])
     answers = answers_of(project)
@@ -410,44 +482,39 @@ def test_crash_recovery_on_a_real_server(render, server: Server, name: str):
         for run_id in untouched:
             crash_before_running(run_id, RUN_TASK_REFUSED)
 
-        # Before Running: RunTask refused (Spot) and image missing (not Spot), N+1 times each.
-        refused, image_missing = start(f"refused-{slug}"), start(f"refused-{slug}")
-        for run, message in ((refused, RUN_TASK_REFUSED), (image_missing, IMAGE_MISSING)):
-            for attempt in range(1, retries + 2):
-                crash_before_running(run.id, message)
-                outcomes = _wait_for_handler(client, handler_id, run.id, attempt)
-                current = client.read_flow_run(run.id)
-                if attempt <= retries:
-                    assert outcomes[-1].startswith(f"re-run {attempt} of {retries}"), outcomes
-                    assert current.state.type == StateType.SCHEDULED, current.state
-                    assert current.run_count == 0
-                    spot_crashes = attempt if message == RUN_TASK_REFUSED else 0
-                    on_demand = 0 < fallback_after <= spot_crashes
-                    strategy = (current.job_variables or {}).get("capacity_provider_strategy")
-                    assert strategy == (ON_DEMAND if on_demand else None), (attempt, current.job_variables)
-                else:
-                    assert outcomes[-1].startswith("left Crashed"), outcomes
-
-        # Running, then SIGTERM as Fargate Spot sends it: N+1 times.
-        spot_run = start(f"spot-{slug}")
+        # N+1 rounds, each crashing three runs the three ways: RunTask refused for lack of
+        # Spot capacity and image missing (both before Running: run_count stays 0), and
+        # SIGTERM while Running, as Fargate Spot sends it.
+        refused, image_missing, spot_run = (
+            start(f"refused-{slug}"),
+            start(f"refused-{slug}"),
+            start(f"spot-{slug}"),
+        )
         for attempt in range(1, retries + 2):
+            crash_before_running(refused.id, RUN_TASK_REFUSED)
+            crash_before_running(image_missing.id, IMAGE_MISSING)
             marker = markers / f"{spot_run.id}-{attempt}"
             _wait_for(marker.exists, STEP_TIMEOUT, f"attempt {attempt} of {spot_run.id} to start")
             os.kill(int(marker.read_text()), signal.SIGTERM)
-            outcomes = _wait_for_handler(client, handler_id, spot_run.id, attempt)
-            expected = f"re-run {attempt} of {retries}" if attempt <= retries else "left Crashed"
-            assert outcomes[-1].startswith(expected), outcomes
+            for run, spot_crashes in ((refused, attempt), (image_missing, 0), (spot_run, attempt)):
+                outcomes = _wait_for_handler(client, handler_id, run.id, attempt)
+                if attempt > retries:
+                    assert outcomes[-1].startswith("left Crashed"), outcomes
+                    continue
+                assert outcomes[-1].startswith(f"re-run {attempt} of {retries}"), outcomes
+                current = client.read_flow_run(run.id)
+                assert current.state.type in (StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING)
+                on_demand = 0 < fallback_after <= spot_crashes
+                strategy = (current.job_variables or {}).get("capacity_provider_strategy")
+                assert strategy == (ON_DEMAND if on_demand else None), (attempt, current.job_variables)
+            assert client.read_flow_run(refused.id).run_count == 0
 
         time.sleep(GRACE)
-        for run_id, crashes in [
-            (refused.id, retries + 1),
-            (image_missing.id, retries + 1),
-            (spot_run.id, retries + 1),
-        ]:
+        for run_id in (refused.id, image_missing.id, spot_run.id):
             run = client.read_flow_run(run_id)
             assert run.state.type == StateType.CRASHED, f"{run.name} was re-run after its last allowed crash"
-            assert _crashed_count(client, run_id) == crashes
-            assert len(_handler_runs(client, handler_id, run_id)) == crashes
+            assert _crashed_count(client, run_id) == retries + 1
+            assert len(_handler_runs(client, handler_id, run_id)) == retries + 1
         assert client.read_flow_run(spot_run.id).run_count == retries + 1
         assert sorted(p.name for p in markers.glob(f"{spot_run.id}-*")) == [
             f"{spot_run.id}-{attempt}" for attempt in range(1, retries + 2)

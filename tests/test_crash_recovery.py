@@ -44,7 +44,13 @@ from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.client.schemas.objects import StateType
 from prefect.states import Crashed, Pending
-from prefect_checks import SPOT_TAG, answers_of, load_prefect_yaml, load_project_module
+from prefect_checks import (
+    SPOT_TAG,
+    answers_of,
+    is_crash_recovery_handler,
+    load_prefect_yaml,
+    load_project_module,
+)
 
 PREFECT = [sys.executable, "-m", "prefect"]
 STARTUP_TIMEOUT = 180
@@ -73,10 +79,6 @@ RECOVERY_SETS = sorted(
 SERVER_SETS = ["default", "spot-only-batch"]
 
 
-def _is_handler(deployment: dict) -> bool:
-    return deployment["entrypoint"].endswith("/crash_recovery.py:crash_recovery")
-
-
 def crash_recovery_expected(answers: dict) -> bool:
     return answers["crash_retries"] > 0 and answers["spot_weight"] > 0
 
@@ -95,7 +97,7 @@ def test_recovery_is_rendered_only_when_crashes_are_retried(project: Path):
     handler = project / "src" / answers["package_name"] / "crash_recovery.py"
     assert handler.is_file() == expected
     assert not (project / "automations").exists()
-    handlers = [d for d in load_prefect_yaml(project)["deployments"] if _is_handler(d)]
+    handlers = [d for d in load_prefect_yaml(project)["deployments"] if is_crash_recovery_handler(d)]
     assert len(handlers) == expected
     makefile = (project / "Makefile").read_text()
     assert ("python -m $(PACKAGE).crash_recovery $(ENV)" in makefile) == expected
@@ -112,7 +114,7 @@ def test_handler_deployment_runs_on_demand_outside_recovery(project: Path):
     answers = answers_of(project)
     if not crash_recovery_expected(answers):
         pytest.skip("no crash recovery in this answer set")
-    (handler,) = [d for d in load_prefect_yaml(project)["deployments"] if _is_handler(d)]
+    (handler,) = [d for d in load_prefect_yaml(project)["deployments"] if is_crash_recovery_handler(d)]
     assert handler["name"] == f"{answers['project_slug']}-{{{{ $DEPLOY_ENV }}}}"
     assert SPOT_TAG not in handler["tags"]
     assert handler["work_pool"]["job_variables"]["capacity_provider_strategy"] == ON_DEMAND
@@ -379,7 +381,7 @@ def _install(server: Server, project: Path, environment: str) -> str:
 
 def _handler_deployment(project: Path, environment: str) -> dict:
     """The rendered handler deployment, as `prefect deploy` resolves it, on the local process pool."""
-    (handler,) = [d for d in load_prefect_yaml(project)["deployments"] if _is_handler(d)]
+    (handler,) = [d for d in load_prefect_yaml(project)["deployments"] if is_crash_recovery_handler(d)]
     handler = handler | {"name": handler["name"].replace("{{ $DEPLOY_ENV }}", environment)}
     handler["tags"] = [tag.replace("{{ $DEPLOY_ENV }}", environment) for tag in handler["tags"]]
     return handler | {"work_pool": {"name": "local"}}

@@ -148,7 +148,9 @@ def test_automation_is_scoped_to_the_project_and_environment(project: Path):
         (RUN_TASK_REFUSED, True),
         ("Execution was aborted by a termination signal.", True),
         ("ECS task failed to start: SpotInterruption. The capacity provider could not place the task.", True),
+        ("ECS task failed to start: Your Spot Task was interrupted.", True),
         (IMAGE_MISSING, False),
+        ("CannotPullContainerError: 1.dkr.ecr.us-east-1.amazonaws.com/spotify-etl:v1 not found", False),
         (CONTAINER_EXITED, False),
         (None, False),
     ],
@@ -524,6 +526,68 @@ def test_crash_recovery_on_a_real_server(render, server: Server, name: str):
         for run_id in untouched:
             assert client.read_flow_run(run_id).state.type == StateType.CRASHED
             assert _handler_runs(client, handler_id, run_id) == []
+
+
+SUPERVISED_FLOW = SLEEPY_FLOW.replace("str(os.getpid())", "f'{os.getpid()} {os.getppid()}'")
+
+
+@pytest.mark.prefect_server
+def test_native_sigterm_reschedule_is_unbounded(server: Server):
+    """Why the template does not use PREFECT_FLOW_RUN_EXECUTE_SIGTERM_BEHAVIOR=reschedule.
+
+    Under `prefect flow-run execute` with that setting, every SIGTERM to the
+    supervisor reschedules the run (AwaitingRetry) and leaves no Crashed state:
+    nothing bounds it, and no crash counter can see it. Three SIGTERMs, three re-runs.
+    """
+    flows = server.workdir / "flows-native"
+    markers = flows / "markers"
+    markers.mkdir(parents=True)
+    (flows / "sleepy.py").write_text(SUPERVISED_FLOW)
+    command = f"{sys.executable} -m prefect flow-run execute"
+    _deploy(
+        server,
+        flows,
+        "native-reschedule",
+        [
+            {
+                "name": "native-reschedule",
+                "entrypoint": "sleepy.py:sleepy",
+                "parameters": {"marker_dir": str(markers)},
+                "work_pool": {
+                    "name": "local",
+                    "job_variables": {
+                        "command": command,
+                        "env": {"PREFECT_FLOW_RUN_EXECUTE_SIGTERM_BEHAVIOR": "reschedule"},
+                    },
+                },
+            }
+        ],
+    )
+    sigterms = 3
+    with server.client() as client:
+        run = client.create_flow_run_from_deployment(
+            client.read_deployment_by_name("sleepy/native-reschedule").id
+        )
+        for attempt in range(1, sigterms + 1):
+            marker = markers / f"{run.id}-{attempt}"
+            _wait_for(marker.exists, STEP_TIMEOUT, f"attempt {attempt} of {run.id} to start")
+            engine, supervisor = map(int, marker.read_text().split())
+            assert engine != supervisor, "the engine runs as a child of the supervisor"
+            os.kill(supervisor, signal.SIGTERM)
+
+            def rescheduled(attempt=attempt):
+                states = client.read_flow_run_states(run.id)
+                return sum(state.name == "AwaitingRetry" for state in states) >= attempt
+
+            _wait_for(rescheduled, STEP_TIMEOUT, f"SIGTERM {attempt} to reschedule {run.id}")
+        _wait_for((markers / f"{run.id}-{sigterms + 1}").exists, STEP_TIMEOUT, "the unbounded re-run")
+        states = client.read_flow_run_states(run.id)
+        assert not [state for state in states if state.type == StateType.CRASHED]
+        assert sum(state.name == "AwaitingRetry" for state in states) == sigterms
+        client.set_flow_run_state(run.id, Crashed(message="test over"), force=True)
+    for marker in markers.glob(f"{run.id}-*"):
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(marker.read_text().split()[0]), signal.SIGKILL)
 
 
 # --------------------------------------------------------------------------- environments in one workspace

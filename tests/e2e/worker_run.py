@@ -195,7 +195,7 @@ class PrefectProject:
         code = (
             "import json, sys\n"
             f"from {self.package}.crash_recovery import crash_recovery\n"
-            "print(crash_recovery(**json.loads(sys.argv[1])).message)\n"
+            "print(crash_recovery(**json.loads(sys.argv[1]), return_state=True).message)\n"
         )
         result = subprocess.run(
             [sys.executable, "-c", code, json.dumps(handler_run.parameters)],

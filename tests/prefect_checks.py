@@ -43,6 +43,7 @@ DEPLOY_ENV = {
     "IMAGE_REPOSITORY": f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/demo-dev",
     "IMAGE_TAG": "abc123",
     "CODE_BUCKET": f"demo-dev-flow-code-{ACCOUNT}",
+    "DEPLOY_ENV": "dev",
 }
 STEP_OUTPUTS = {
     "build-image": {
@@ -52,6 +53,11 @@ STEP_OUTPUTS = {
     },
     "push-code": {"bucket": DEPLOY_ENV["CODE_BUCKET"], "folder": "demo"},
 }
+
+
+def is_crash_recovery_handler(deployment: dict) -> bool:
+    """The deployment the crash-recovery automation starts (no schedule; parameters from the automation)."""
+    return deployment["entrypoint"].endswith("/crash_recovery.py:crash_recovery")
 
 
 def load_prefect_yaml(project: Path) -> dict:

@@ -90,6 +90,9 @@ BAD_ANSWERS: dict[str, tuple[str, dict]] = {
     "negative on-demand base": ("on_demand_base", {"on_demand_base": -1}),
     "negative crash retries": ("crash_retries", {"crash_retries": -1}),
     "too many crash retries": ("crash_retries", {"crash_retries": 11}),
+    "negative spot fallback": ("spot_fallback_after", {"spot_fallback_after": -1}),
+    "spot fallback above 10": ("spot_fallback_after", {"spot_fallback_after": 11}),
+    "spot fallback that is a word": ("spot_fallback_after", {"spot_fallback_after": "never"}),
     # Fargate sizes
     "worker cpu Fargate doesn't offer": ("worker_cpu", {"worker_cpu": 300}),
     "worker cpu given alone": ("worker_memory", {"worker_cpu": 1024}),

@@ -1,16 +1,27 @@
-"""The crash-recovery automation: rendered correctly, and working on a real Prefect server.
+"""Crash recovery: rendered only where it applies, and working on a real Prefect server.
 
-The end-to-end test starts `prefect server start` (which runs the event,
-trigger and action services in-process; prefect_test_harness does not run
-them) and a process worker, creates the rendered automation with
-`prefect automation create --from-file`, and SIGTERMs the flow-run process the
-way Fargate Spot does. A run of a "fargate-spot" deployment must come back
-exactly `crash_retries` times, with run_count going up, and then stay Crashed;
-a crashed run of a deployment without the tag must not come back.
+The end-to-end tests start one `prefect server start` per module (it runs the
+event, trigger and action services in-process; prefect_test_harness does not)
+and a process worker that runs the rendered `crash-recovery` handler deployment.
+Every answer set that renders recovery installs its automation with
+`python -m <package>.crash_recovery <env>` (what `make automation` runs) into that
+one server, under its own project tag, and proves:
+
+- a Running run SIGTERMed N+1 times (what Fargate Spot does) comes back exactly N
+  times, then stays Crashed;
+- a run that crashes before Running (the worker's RunTask refused: run_count
+  stays 0) comes back at most N times, then stays Crashed: no loop;
+- after K Spot crashes the re-run's job variables carry the on-demand strategy,
+  while non-Spot crashes keep the deployment's strategy;
+- crashed runs of another project, another environment or a deployment without
+  the fargate-spot tag are never touched;
+- installing twice leaves one automation per environment and removes the
+  workspace-wide automation of earlier releases.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -19,52 +30,211 @@ import subprocess
 import sys
 import textwrap
 import time
+import types
+import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
-from prefect.client.orchestration import get_client
+from answer_sets import ANSWER_SETS
+from prefect.client.orchestration import SyncPrefectClient
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.client.schemas.objects import StateType
-from prefect.events.schemas.automations import AutomationCore
-from prefect.settings import PREFECT_API_URL, temporary_settings
-from prefect_checks import SPOT_TAG, answers_of
+from prefect.states import Crashed, Pending
+from prefect_checks import (
+    SPOT_TAG,
+    answers_of,
+    is_crash_recovery_handler,
+    load_prefect_yaml,
+    load_project_module,
+)
 
 PREFECT = [sys.executable, "-m", "prefect"]
-AUTOMATION = Path("automations") / "crash-recovery.yaml"
 STARTUP_TIMEOUT = 180
 STEP_TIMEOUT = 180
-# After the last crash, how long the run must stay Crashed (the automation reacts in ~1 s).
-GRACE = 15
+# After the last crash, how long a run must stay Crashed (recovery takes a few seconds).
+GRACE = 10
+ON_DEMAND = [{"capacityProvider": "FARGATE", "weight": 1, "base": 0}]
+# The messages prefect-aws's worker and observer and Prefect's engine write (read in their source).
+RUN_TASK_REFUSED = (
+    "Failed to submit flow run to infrastructure: RuntimeError: Failed to run ECS task: "
+    "Capacity is unavailable at this time. Please try again later or in a different availability zone"
+)
+IMAGE_MISSING = (
+    "ECS task failed to start: CannotPullContainerError: pull image manifest has been retried "
+    "5 time(s): failed to resolve ref. The capacity provider could not place the task."
+)
+CONTAINER_EXITED = "The following containers stopped with a non-zero exit code: ['prefect']"
+RECOVERY_SETS = sorted(
+    name
+    for name, answers in ANSWER_SETS.items()
+    if answers.get("crash_retries", 2) > 0 and answers.get("spot_weight", 3) > 0
+)
+# The handler differs between answer sets only by its constants: the server test runs one
+# answer set per (crash_retries, spot_fallback_after), and
+# test_every_recovery_set_renders_a_proven_handler ties every other set to it.
+SERVER_SETS = ["default", "spot-only-batch"]
 
 
 def crash_recovery_expected(answers: dict) -> bool:
     return answers["crash_retries"] > 0 and answers["spot_weight"] > 0
 
 
-def test_automation_is_rendered_when_crashes_are_retried(project: Path):
+def recovery_module(project: Path):
     answers = answers_of(project)
-    path = project / AUTOMATION
-    assert path.is_file() == crash_recovery_expected(answers)
-    if not path.is_file():
+    return load_project_module(project, f"src/{answers['package_name']}/crash_recovery.py", "crash_recovery")
+
+
+# --------------------------------------------------------------------------- rendered files
+
+
+def test_recovery_is_rendered_only_when_crashes_are_retried(project: Path):
+    answers = answers_of(project)
+    expected = crash_recovery_expected(answers)
+    handler = project / "src" / answers["package_name"] / "crash_recovery.py"
+    assert handler.is_file() == expected
+    assert not (project / "automations").exists()
+    handlers = [d for d in load_prefect_yaml(project)["deployments"] if is_crash_recovery_handler(d)]
+    assert len(handlers) == expected
+    makefile = (project / "Makefile").read_text()
+    assert ("python -m $(PACKAGE).crash_recovery $(ENV)" in makefile) == expected
+    assert "|| true" not in makefile
+    if not expected:
         return
-    automation = AutomationCore.model_validate(yaml.safe_load(path.read_text()))
+    module = recovery_module(project)
+    assert answers["crash_retries"] == module.CRASH_RETRIES
+    assert answers.get("spot_fallback_after", 1) == module.SPOT_FALLBACK_AFTER
+
+
+def test_handler_deployment_runs_on_demand_outside_recovery(project: Path):
+    """The handler never runs on Spot and is never itself recovered (no fargate-spot tag)."""
+    answers = answers_of(project)
+    if not crash_recovery_expected(answers):
+        pytest.skip("no crash recovery in this answer set")
+    (handler,) = [d for d in load_prefect_yaml(project)["deployments"] if is_crash_recovery_handler(d)]
+    assert handler["name"] == f"{answers['project_slug']}-{{{{ $DEPLOY_ENV }}}}"
+    assert SPOT_TAG not in handler["tags"]
+    assert handler["work_pool"]["job_variables"]["capacity_provider_strategy"] == ON_DEMAND
+    assert handler["entrypoint"] == f"src/{answers['package_name']}/crash_recovery.py:crash_recovery"
+
+
+def test_automation_is_scoped_to_the_project_and_environment(project: Path):
+    answers = answers_of(project)
+    if not crash_recovery_expected(answers):
+        pytest.skip("no crash recovery in this answer set")
+    module = recovery_module(project)
+    handler_id = uuid.uuid4()
+    automation = module.automation("prod", handler_id)
+    assert automation.name == f"{answers['project_slug']}-prod-crash-recovery"
     trigger = automation.trigger
     assert trigger.expect == {"prefect.flow-run.Crashed"}
-    run_counts = trigger.match.root["prefect.run-count"]
-    assert run_counts == [str(attempt) for attempt in range(1, answers["crash_retries"] + 1)]
-    assert trigger.match_related.root == {
-        "prefect.resource.role": "tag",
-        "prefect.resource.id": f"prefect.tag.{SPOT_TAG}",
-    }
+    # No run_count guard: the handler counts Crashed states instead.
+    assert set(trigger.match.root) == {"prefect.resource.id"}
+    assert sorted(spec.root["prefect.resource.id"] for spec in trigger.match_related) == sorted(
+        f"prefect.tag.{tag}" for tag in (SPOT_TAG, f"project:{answers['project_slug']}", "env:prod")
+    )
     (action,) = automation.actions
-    assert action.type == "change-flow-run-state"
-    assert action.state == StateType.SCHEDULED
-    assert automation.name == f"{answers['project_slug']}-crash-recovery"
+    assert action.type == "run-deployment" and action.deployment_id == handler_id
+    assert action.parameters["environment"] == "prod"
+    assert action.parameters["crashed_flow_run"]["template"] == "{{ event.resource.id }}"
 
 
-# --------------------------------------------------------------------------- end to end
+@pytest.mark.parametrize(
+    ("message", "spot"),
+    [
+        (RUN_TASK_REFUSED, True),
+        ("Execution was aborted by a termination signal.", True),
+        ("ECS task failed to start: SpotInterruption. The capacity provider could not place the task.", True),
+        ("ECS task failed to start: Your Spot Task was interrupted.", True),
+        (IMAGE_MISSING, False),
+        ("CannotPullContainerError: 1.dkr.ecr.us-east-1.amazonaws.com/spotify-etl:v1 not found", False),
+        (CONTAINER_EXITED, False),
+        (None, False),
+    ],
+)
+def test_spot_crashes_are_told_apart(render, message: str | None, spot: bool):
+    assert recovery_module(render({})).spot_caused(message) is spot
+
+
+def test_engine_sigterm_message_is_the_one_recovery_reads(render):
+    """The engine's own Crashed state on SIGTERM, built by Prefect's code, counts as Spot."""
+    from prefect.exceptions import TerminationSignal
+    from prefect.states import exception_to_crashed_state
+
+    state = asyncio.run(exception_to_crashed_state(TerminationSignal(signal.SIGTERM)))
+    assert recovery_module(render({})).spot_caused(state.message)
+
+
+def _handler_source(project: Path) -> tuple[tuple[int, int], str]:
+    answers = answers_of(project)
+    module = recovery_module(project)
+    text = (project / "src" / answers["package_name"] / "crash_recovery.py").read_text()
+    text = text.replace(answers["project_slug"], "<slug>").replace(answers["package_name"], "<package>")
+    return (module.CRASH_RETRIES, module.SPOT_FALLBACK_AFTER), text
+
+
+def test_every_recovery_set_renders_a_proven_handler(render):
+    """Each recovery set's handler is one the server test ran, up to the project's names."""
+    proven = dict(_handler_source(render(ANSWER_SETS[name])) for name in SERVER_SETS)
+    for name in RECOVERY_SETS:
+        constants, text = _handler_source(render(ANSWER_SETS[name]))
+        assert constants in proven, (
+            f"{name}: no server test runs crash_retries/spot_fallback_after {constants}"
+        )
+        assert text == proven[constants], name
+
+
+class _FakeClient:
+    """Records what the handler asks of the Prefect API."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def set_flow_run_state(self, run_id, state, force=False):
+        self.calls.append(("state", state.type, state.state_details.scheduled_time, force))
+
+    def update_flow_run(self, run_id, job_variables):
+        self.calls.append(("job_variables", job_variables))
+
+
+@pytest.mark.parametrize("fallback_after", [0, 1, 2])
+def test_spot_fallback_after_k_spot_crashes(render, fallback_after: int):
+    project = render({"crash_retries": 3, "spot_fallback_after": fallback_after})
+    module = recovery_module(project)
+    assert fallback_after == module.SPOT_FALLBACK_AFTER
+    for spot_crashes in range(4):
+        messages = [RUN_TASK_REFUSED] * spot_crashes + [IMAGE_MISSING] * (3 - spot_crashes)
+        run = types.SimpleNamespace(
+            id=uuid.uuid4(),
+            name="run",
+            job_variables={"cpu": 512},
+            state=Crashed(message=messages[-1]),
+        )
+        client = _FakeClient()
+        outcome = module._recover(client, run, messages)
+        moved = 0 < fallback_after <= spot_crashes
+        assert ("on-demand FARGATE" in outcome) is moved, outcome
+        updates = [call for call in client.calls if call[0] == "job_variables"]
+        assert updates == (
+            [("job_variables", {"cpu": 512, "capacity_provider_strategy": ON_DEMAND})] if moved else []
+        )
+        if moved:
+            # Parked beyond the workers' look-ahead before the change, then scheduled.
+            parked_until = client.calls[0][2]
+            assert client.calls[0][3] and parked_until > datetime.now(UTC) + timedelta(minutes=30)
+            assert client.calls.index(updates[0]) == 1
+        assert client.calls[-1][:2] == ("state", StateType.SCHEDULED) and client.calls[-1][3]
+    # One crash more than allowed: nothing is asked of the API.
+    client = _FakeClient()
+    run = types.SimpleNamespace(id=uuid.uuid4(), name="run", job_variables={}, state=Crashed())
+    assert module._recover(client, run, [IMAGE_MISSING] * 4).startswith("left Crashed")
+    assert client.calls == []
+
+
+# --------------------------------------------------------------------------- a real Prefect server
 
 SLEEPY_FLOW = textwrap.dedent(
     """
@@ -115,157 +285,417 @@ def _stop(process: subprocess.Popen) -> None:
         process.wait(timeout=10)
 
 
-@pytest.fixture
-def prefect_server(tmp_path: Path) -> Iterator[tuple[str, dict]]:
-    """A `prefect server start` on a free port with a throw-away PREFECT_HOME."""
+def _run(env: dict, *args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        list(args), env=env, cwd=cwd, capture_output=True, text=True, timeout=STEP_TIMEOUT, check=False
+    )
+    if check:
+        assert result.returncode == 0, f"{' '.join(args)}:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def _prefect(env: dict, *args: str, cwd: Path | None = None) -> str:
+    return _run(env, *PREFECT, *args, cwd=cwd).stdout
+
+
+class Server:
+    def __init__(self, api_url: str, env: dict, workdir: Path) -> None:
+        self.api_url, self.env, self.workdir = api_url, env, workdir
+
+    def client(self) -> SyncPrefectClient:
+        return SyncPrefectClient(self.api_url)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """`prefect server start` on a free port, a process pool "local" and its worker."""
+    workdir = tmp_path_factory.mktemp("prefect")
     port = _free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     env = {key: value for key, value in os.environ.items() if not key.startswith(("PREFECT_", "PYTEST_"))}
     env |= {
-        "PREFECT_HOME": str(tmp_path / "prefect-home"),
+        "PREFECT_HOME": str(workdir / "prefect-home"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_UI_ENABLED": "false",
         "PREFECT_WORKER_QUERY_SECONDS": "1",
         "PREFECT_WORKER_HEARTBEAT_SECONDS": "5",
     }
-    log = (tmp_path / "server.log").open("w")
-    server = subprocess.Popen(
+    server_log = (workdir / "server.log").open("w")
+    process = subprocess.Popen(
         [*PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
         env=env,
-        stdout=log,
+        stdout=server_log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    worker = None
 
     def healthy() -> bool:
-        assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
+        assert process.poll() is None, (workdir / "server.log").read_text()[-3000:]
         with contextlib.suppress(httpx.HTTPError):
             return httpx.get(f"{api_url}/health", timeout=2).status_code == 200
         return False
 
     try:
         _wait_for(healthy, STARTUP_TIMEOUT, "the Prefect server")
-        yield api_url, env | {"PREFECT_API_URL": api_url}
+        env = env | {"PREFECT_API_URL": api_url}
+        _prefect(env, "work-pool", "create", "local", "--type", "process")
+        # Runs of this pool are never picked up: the test plays its worker.
+        _prefect(env, "work-pool", "create", "ecs-nobody-polls", "--type", "ecs")
+        worker_log = (workdir / "worker.log").open("w")
+        worker = subprocess.Popen(
+            [*PREFECT, "worker", "start", "--pool", "local", "--type", "process"],
+            env=env,
+            cwd=workdir,
+            stdout=worker_log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        yield Server(api_url, env, workdir)
     finally:
-        _stop(server)
-        log.close()
+        if worker is not None:
+            _stop(worker)
+        _stop(process)
+        server_log.close()
 
 
-def _prefect(env: dict, *args: str, cwd: Path | None = None) -> str:
-    result = subprocess.run(
-        [*PREFECT, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=STEP_TIMEOUT, check=False
-    )
-    assert result.returncode == 0, f"prefect {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
-    return result.stdout
+def _deploy(
+    server: Server, root: Path, name: str, deployments: list[dict], extra_env: dict | None = None
+) -> None:
+    """`prefect deploy --all` of `deployments`, with code pulled from `root`."""
+    config = {
+        "name": name,
+        "pull": [{"prefect.deployments.steps.set_working_directory": {"directory": str(root)}}],
+        "deployments": deployments,
+    }
+    prefect_file = server.workdir / f"{name}.prefect.yaml"
+    prefect_file.write_text(yaml.safe_dump(config))
+    env = server.env | (extra_env or {})
+    _prefect(env, "--no-prompt", "deploy", "--all", "--prefect-file", str(prefect_file), cwd=root)
+
+
+def _install(server: Server, project: Path, environment: str) -> str:
+    """What `make automation ENV=<environment>` runs."""
+    package = answers_of(project)["package_name"]
+    env = server.env | {"PYTHONPATH": str(project / "src")}
+    return _run(env, sys.executable, "-m", f"{package}.crash_recovery", environment, cwd=project).stdout
+
+
+def _handler_deployment(project: Path, environment: str) -> dict:
+    """The rendered handler deployment, as `prefect deploy` resolves it, on the local process pool."""
+    (handler,) = [d for d in load_prefect_yaml(project)["deployments"] if is_crash_recovery_handler(d)]
+    handler = handler | {"name": handler["name"].replace("{{ $DEPLOY_ENV }}", environment)}
+    handler["tags"] = [tag.replace("{{ $DEPLOY_ENV }}", environment) for tag in handler["tags"]]
+    return handler | {"work_pool": {"name": "local"}}
+
+
+def _handler_runs(client: SyncPrefectClient, handler_id: uuid.UUID, run_id: uuid.UUID) -> list:
+    runs = client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[handler_id])))
+    return [run for run in runs if str(run_id) in str(run.parameters.get("crashed_flow_run"))]
+
+
+def _crashed_count(client: SyncPrefectClient, run_id: uuid.UUID) -> int:
+    return sum(state.type == StateType.CRASHED for state in client.read_flow_run_states(run_id))
+
+
+def _wait_for_handler(client, handler_id, run_id, count: int) -> list:
+    """Wait until `count` handler runs for `run_id` have finished; returns their results."""
+
+    def finished():
+        runs = _handler_runs(client, handler_id, run_id)
+        done = [run for run in runs if run.state and run.state.is_final()]
+        return done if len(done) >= count else None
+
+    done = _wait_for(finished, STEP_TIMEOUT, f"{count} crash-recovery run(s) for {run_id}")
+    assert all(run.state.type == StateType.COMPLETED for run in done), [run.state for run in done]
+    return [run.state.message for run in sorted(done, key=lambda run: run.expected_start_time)]
 
 
 @pytest.mark.prefect_server
-def test_crashed_spot_runs_are_rerun_at_most_crash_retries_times(render, prefect_server, tmp_path: Path):
-    project = render({})
-    retries = answers_of(project)["crash_retries"]
-    automation_file = project / AUTOMATION
-    api_url, env = prefect_server
+@pytest.mark.parametrize("name", SERVER_SETS)
+def test_crash_recovery_on_a_real_server(render, server: Server, name: str):
+    project = render(ANSWER_SETS[name])
+    answers = answers_of(project)
+    retries, slug = answers["crash_retries"], answers["project_slug"]
+    fallback_after = recovery_module(project).SPOT_FALLBACK_AFTER
+    environment = "dev"
+    scope = [f"project:{slug}", f"env:{environment}"]
 
-    flows = tmp_path / "flows"
-    markers = tmp_path / "markers"
-    flows.mkdir()
-    markers.mkdir()
+    flows = server.workdir / f"flows-{name}"
+    markers = flows / "markers"
+    markers.mkdir(parents=True)
     (flows / "sleepy.py").write_text(SLEEPY_FLOW)
-    deployment = {
-        "entrypoint": "sleepy.py:sleepy",
-        "parameters": {"marker_dir": str(markers)},
-        "work_pool": {"name": "local"},
-    }
-    (flows / "prefect.yaml").write_text(
-        yaml.safe_dump(
+    sleepy = {"entrypoint": "sleepy.py:sleepy", "parameters": {"marker_dir": str(markers)}}
+    nobody = {"work_pool": {"name": "ecs-nobody-polls"}}
+    _deploy(
+        server,
+        flows,
+        f"{slug}-flows",
+        [
+            {"name": f"spot-{slug}", "tags": [*scope, SPOT_TAG], **sleepy, "work_pool": {"name": "local"}},
+            {"name": f"refused-{slug}", "tags": [*scope, SPOT_TAG], **sleepy, **nobody},
+            {"name": f"on-demand-{slug}", "tags": [*scope, "on-demand"], **sleepy, **nobody},
             {
-                "name": "crash-recovery-test",
-                "pull": [{"prefect.deployments.steps.set_working_directory": {"directory": str(flows)}}],
-                "deployments": [
-                    {"name": "spot", "tags": ["etl", SPOT_TAG], **deployment, "work_pool": {"name": "local"}},
-                    {
-                        "name": "on-demand",
-                        "tags": ["etl", "on-demand"],
-                        **deployment,
-                        "work_pool": {"name": "local"},
-                    },
-                ],
+                "name": f"staging-{slug}",
+                "tags": [f"project:{slug}", "env:staging", SPOT_TAG],
+                **sleepy,
+                **nobody,
+            },
+            {
+                "name": f"other-{slug}",
+                "tags": ["project:someone-else", "env:dev", SPOT_TAG],
+                **sleepy,
+                **nobody,
+            },
+        ],
+    )
+    _deploy(server, project, f"{slug}-handler", [_handler_deployment(project, environment)])
+
+    with server.client() as client:
+        # An automation of the previous release, which matched run_count 1..N workspace-wide.
+        from prefect.events.schemas.automations import AutomationCore
+
+        legacy = AutomationCore.model_validate(
+            {
+                "name": f"{slug}-crash-recovery",
+                "trigger": {"type": "event", "expect": ["prefect.flow-run.Crashed"], "posture": "Reactive"},
+                "actions": [{"type": "do-nothing"}],
             }
         )
-    )
-    _prefect(env, "work-pool", "create", "local", "--type", "process")
-    _prefect(env, "--no-prompt", "deploy", "--all", cwd=flows)
-    assert "Created automation" in _prefect(env, "automation", "create", "--from-file", str(automation_file))
+        client.create_automation(legacy)
+        assert _install(server, project, environment).startswith("Created automation")
+        assert _install(server, project, environment).startswith("Updated automation")
+        assert client.read_automations_by_name(f"{slug}-crash-recovery") == []
+        assert len(client.read_automations_by_name(f"{slug}-{environment}-crash-recovery")) == 1
+        handler_id = client.read_deployment_by_name(f"crash-recovery/{slug}-{environment}").id
+        # The server loads new automations on its own clock.
+        time.sleep(3)
 
-    worker_log = (tmp_path / "worker.log").open("w")
-    worker = subprocess.Popen(
-        [*PREFECT, "worker", "start", "--pool", "local", "--type", "process"],
-        env=env,
-        cwd=flows,
-        stdout=worker_log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    pids: list[int] = []
-    try:
-        with temporary_settings(updates={PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
+        def start(deployment: str):
+            return client.create_flow_run_from_deployment(
+                client.read_deployment_by_name(f"sleepy/{deployment}").id
+            )
 
-            def crashed_run_counts(run_id) -> list[str]:
-                """prefect.run-count of every Crashed event of the run, as the automation sees them."""
-                response = httpx.post(
-                    f"{api_url}/events/filter",
-                    json={
-                        "filter": {
-                            "event": {"name": ["prefect.flow-run.Crashed"]},
-                            "resource": {"id": [f"prefect.flow-run.{run_id}"]},
-                        },
-                        "limit": 50,
+        def crash_before_running(run_id, message: str) -> None:
+            """What the ECS worker does when RunTask is refused (or the observer, task never started)."""
+            client.set_flow_run_state(run_id, Pending())
+            client.set_flow_run_state(run_id, Crashed(message=message))
+
+        # Out of scope: another project, another environment, a deployment without fargate-spot.
+        untouched = [start(f"{prefix}-{slug}").id for prefix in ("other", "staging", "on-demand")]
+        for run_id in untouched:
+            crash_before_running(run_id, RUN_TASK_REFUSED)
+
+        # N+1 rounds, each crashing three runs the three ways: RunTask refused for lack of
+        # Spot capacity and image missing (both before Running: run_count stays 0), and
+        # SIGTERM while Running, as Fargate Spot sends it.
+        refused, image_missing, spot_run = (
+            start(f"refused-{slug}"),
+            start(f"refused-{slug}"),
+            start(f"spot-{slug}"),
+        )
+        for attempt in range(1, retries + 2):
+            crash_before_running(refused.id, RUN_TASK_REFUSED)
+            crash_before_running(image_missing.id, IMAGE_MISSING)
+            marker = markers / f"{spot_run.id}-{attempt}"
+            _wait_for(marker.exists, STEP_TIMEOUT, f"attempt {attempt} of {spot_run.id} to start")
+            os.kill(int(marker.read_text()), signal.SIGTERM)
+            for run, spot_crashes in ((refused, attempt), (image_missing, 0), (spot_run, attempt)):
+                outcomes = _wait_for_handler(client, handler_id, run.id, attempt)
+                if attempt > retries:
+                    assert outcomes[-1].startswith("left Crashed"), outcomes
+                    continue
+                assert outcomes[-1].startswith(f"re-run {attempt} of {retries}"), outcomes
+                current = client.read_flow_run(run.id)
+                assert current.state.type in (StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING)
+                on_demand = 0 < fallback_after <= spot_crashes
+                strategy = (current.job_variables or {}).get("capacity_provider_strategy")
+                assert strategy == (ON_DEMAND if on_demand else None), (attempt, current.job_variables)
+            assert client.read_flow_run(refused.id).run_count == 0
+
+        time.sleep(GRACE)
+        for run_id in (refused.id, image_missing.id, spot_run.id):
+            run = client.read_flow_run(run_id)
+            assert run.state.type == StateType.CRASHED, f"{run.name} was re-run after its last allowed crash"
+            assert _crashed_count(client, run_id) == retries + 1
+            assert len(_handler_runs(client, handler_id, run_id)) == retries + 1
+        assert client.read_flow_run(spot_run.id).run_count == retries + 1
+        assert sorted(p.name for p in markers.glob(f"{spot_run.id}-*")) == [
+            f"{spot_run.id}-{attempt}" for attempt in range(1, retries + 2)
+        ]
+        for run_id in untouched:
+            assert client.read_flow_run(run_id).state.type == StateType.CRASHED
+            assert _handler_runs(client, handler_id, run_id) == []
+
+
+SUPERVISED_FLOW = SLEEPY_FLOW.replace("str(os.getpid())", "f'{os.getpid()} {os.getppid()}'")
+
+
+@pytest.mark.prefect_server
+def test_native_sigterm_reschedule_is_unbounded(server: Server):
+    """Why the template does not use PREFECT_FLOW_RUN_EXECUTE_SIGTERM_BEHAVIOR=reschedule.
+
+    Under `prefect flow-run execute` with that setting, every SIGTERM to the
+    supervisor reschedules the run (AwaitingRetry) and leaves no Crashed state:
+    nothing bounds it, and no crash counter can see it. Three SIGTERMs, three re-runs.
+    """
+    flows = server.workdir / "flows-native"
+    markers = flows / "markers"
+    markers.mkdir(parents=True)
+    (flows / "sleepy.py").write_text(SUPERVISED_FLOW)
+    command = f"{sys.executable} -m prefect flow-run execute"
+    _deploy(
+        server,
+        flows,
+        "native-reschedule",
+        [
+            {
+                "name": "native-reschedule",
+                "entrypoint": "sleepy.py:sleepy",
+                "parameters": {"marker_dir": str(markers)},
+                "work_pool": {
+                    "name": "local",
+                    "job_variables": {
+                        "command": command,
+                        "env": {"PREFECT_FLOW_RUN_EXECUTE_SIGTERM_BEHAVIOR": "reschedule"},
                     },
-                    timeout=30,
-                )
-                response.raise_for_status()
-                return sorted(event["resource"]["prefect.run-count"] for event in response.json()["events"])
+                },
+            }
+        ],
+    )
+    sigterms = 3
+    with server.client() as client:
+        run = client.create_flow_run_from_deployment(
+            client.read_deployment_by_name("sleepy/native-reschedule").id
+        )
+        for attempt in range(1, sigterms + 1):
+            marker = markers / f"{run.id}-{attempt}"
+            _wait_for(marker.exists, STEP_TIMEOUT, f"attempt {attempt} of {run.id} to start")
+            engine, supervisor = map(int, marker.read_text().split())
+            assert engine != supervisor, "the engine runs as a child of the supervisor"
+            os.kill(supervisor, signal.SIGTERM)
 
-            def start(name: str):
-                found = client.read_deployment_by_name(f"sleepy/{name}")
-                return client.create_flow_run_from_deployment(found.id).id
+            def rescheduled(attempt=attempt):
+                states = client.read_flow_run_states(run.id)
+                return sum(state.name == "AwaitingRetry" for state in states) >= attempt
 
-            def crash(run_id, attempt: int) -> None:
-                """SIGTERM the flow-run process (what ECS does on a Spot interruption)."""
-                marker = markers / f"{run_id}-{attempt}"
-                _wait_for(marker.exists, STEP_TIMEOUT, f"attempt {attempt} of {run_id} to start")
-                pid = int(marker.read_text())
-                pids.append(pid)
-                os.kill(pid, signal.SIGTERM)
+            _wait_for(rescheduled, STEP_TIMEOUT, f"SIGTERM {attempt} to reschedule {run.id}")
+        _wait_for((markers / f"{run.id}-{sigterms + 1}").exists, STEP_TIMEOUT, "the unbounded re-run")
+        states = client.read_flow_run_states(run.id)
+        assert not [state for state in states if state.type == StateType.CRASHED]
+        assert sum(state.name == "AwaitingRetry" for state in states) == sigterms
+        client.set_flow_run_state(run.id, Crashed(message="test over"), force=True)
+    for marker in markers.glob(f"{run.id}-*"):
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(marker.read_text().split()[0]), signal.SIGKILL)
 
-                def crashed() -> bool:
-                    # The Crashed state may last well under a second before the automation
-                    # reschedules the run, so look for the event rather than the state.
-                    return str(attempt) in crashed_run_counts(run_id)
 
-                _wait_for(crashed, STEP_TIMEOUT, f"attempt {attempt} of {run_id} to be CRASHED")
+# --------------------------------------------------------------------------- environments in one workspace
 
-            spot_run, on_demand_run = start("spot"), start("on-demand")
-            crash(on_demand_run, 1)
-            for attempt in range(1, retries + 2):
-                crash(spot_run, attempt)
 
-            # The guard works because every Crashed event names the attempt it ended.
-            assert crashed_run_counts(spot_run) == [str(attempt) for attempt in range(1, retries + 2)]
+def _deployable(project: Path) -> dict:
+    """The rendered prefect.yaml without the image build/push and upload steps (no Docker or S3 here)."""
+    config = load_prefect_yaml(project)
+    config["build"] = config["push"] = None
+    config["pull"] = [{"prefect.deployments.steps.set_working_directory": {"directory": str(project)}}]
+    for deployment in config["deployments"]:
+        deployment["work_pool"]["job_variables"]["image"] = "example.invalid/flows:e2e"
+    return config
 
-            time.sleep(GRACE)
-            for run_id, attempts in ((spot_run, retries + 1), (on_demand_run, 1)):
-                run = client.read_flow_run(run_id)
-                assert run.state.type == StateType.CRASHED, (
-                    f"{run_id} was re-run after its last allowed crash"
-                )
-                assert run.run_count == attempts
-                assert sorted(p.name for p in markers.glob(f"{run_id}-*")) == [
-                    f"{run_id}-{attempt}" for attempt in range(1, attempts + 1)
-                ]
-    finally:
-        _stop(worker)
-        worker_log.close()
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+
+@pytest.mark.prefect_server
+def test_two_environments_share_one_workspace(render, server: Server):
+    project = render(ANSWER_SETS["existing-vpc-multi-env"])
+    answers = answers_of(project)
+    slug = answers["project_slug"]
+    prefect_file = project / "prefect.shared-workspace.yaml"
+    prefect_file.write_text(yaml.safe_dump(_deployable(project)))
+    for environment in ("dev", "prod"):
+        pool = f"{slug}-{environment}"
+        _prefect(server.env, "work-pool", "create", pool, "--type", "ecs", "--overwrite")
+        env = server.env | {
+            "DEPLOY_ENV": environment,
+            "WORK_POOL_NAME": pool,
+            "PYTHONPATH": str(project / "src"),
+        }
+        # Twice: the second deploy updates, never duplicates.
+        for _ in range(2):
+            _prefect(env, "--no-prompt", "deploy", "--all", "--prefect-file", str(prefect_file), cwd=project)
+        _install(server, project, environment)
+
+    deployments = _deployable(project)["deployments"]
+    with server.client() as client:
+        for environment in ("dev", "prod"):
+            for deployment in deployments:
+                # Prefect names a flow after its function, with hyphens.
+                flow_name = deployment["entrypoint"].rsplit(":", 1)[1].replace("_", "-")
+                name = deployment["name"].replace("{{ $DEPLOY_ENV }}", environment)
+                assert name.endswith(f"-{environment}"), name
+                found = client.read_deployment_by_name(f"{flow_name}/{name}")
+                assert found.work_pool_name == f"{slug}-{environment}"
+                assert {f"project:{slug}", f"env:{environment}"} <= set(found.tags)
+                other = "prod" if environment == "dev" else "dev"
+                assert f"env:{other}" not in found.tags
+            assert len(client.read_automations_by_name(f"{slug}-{environment}-crash-recovery")) == 1
+
+
+# --------------------------------------------------------------------------- the Prefect API guard
+
+
+def test_api_guard_records_then_refuses_another_api(render, tmp_path: Path):
+    """`make check-api` / infra-apply's guard: record once, then refuse any other API."""
+    source = render(ANSWER_SETS["existing-vpc-multi-env"])
+    package = answers_of(source)["package_name"]
+    project = tmp_path / "project"
+    (project / "infra" / "envs").mkdir(parents=True)
+    for environment in ("dev", "prod"):
+        target = project / "infra" / "envs" / environment
+        target.mkdir()
+        (target / "terraform.tfvars").write_text(
+            (source / "infra/envs" / environment / "terraform.tfvars").read_text()
+        )
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
+    env |= {"PYTHONPATH": str(source / "src"), "PREFECT_HOME": str(tmp_path / "home")}
+
+    def guard(environment: str, api: str, *flags: str) -> subprocess.CompletedProcess:
+        return _run(
+            env | {"PREFECT_API_URL": api},
+            sys.executable,
+            "-m",
+            f"{package}.prefect_api",
+            environment,
+            *flags,
+            cwd=project,
+            check=False,
+        )
+
+    dev_api = "https://api.prefect.cloud/api/accounts/a/workspaces/dev"
+    prod_api = "https://api.prefect.cloud/api/accounts/a/workspaces/prod"
+    refused = guard("dev", dev_api)
+    assert refused.returncode != 0 and "No Prefect API recorded for dev" in refused.stderr
+    assert guard("dev", dev_api, "--record").returncode == 0
+    assert f'\nprefect_api_url = "{dev_api}"\n' in (project / "infra/envs/dev/terraform.tfvars").read_text()
+    assert guard("dev", dev_api + "/").returncode == 0
+    assert guard("prod", prod_api, "--record").returncode == 0
+    mismatch = guard("dev", prod_api, "--record")
+    assert mismatch.returncode != 0 and "Refusing to act on dev" in mismatch.stderr
+    assert guard("prod", dev_api).returncode != 0
+    assert "not an environment" in guard("staging", dev_api).stderr
+
+
+def test_makefile_guards_every_target_that_acts_on_an_environment(project: Path):
+    makefile = (project / "Makefile").read_text()
+    rules = {line.split(":", 1)[0]: line for line in makefile.splitlines() if line and not line[0].isspace()}
+    for target in ("work-pool", "deploy", "automation", "infra-destroy"):
+        assert "check-api" in rules[target], rules[target]
+    for target in ("infra-plan", "infra-apply"):
+        body = makefile.split(f"\n{target}:", 1)[1].split("\n\n", 1)[0]
+        assert "$(CHECK_API) --record" in body
+    assert 'export DEPLOY_ENV="$(ENV)"' in makefile
+    workflow = project / ".github" / "workflows" / "deploy.yml"
+    if workflow.is_file():
+        steps = yaml.safe_load(workflow.read_text())["jobs"]["deploy"]["steps"]
+        runs = [step.get("run", "") for step in steps]
+        deploy = next(i for i, run in enumerate(runs) if "prefect --no-prompt deploy" in run)
+        assert any("make check-api" in run for run in runs[:deploy])
+        assert any('echo "DEPLOY_ENV=$ENV"' in run for run in runs[:deploy])

@@ -112,7 +112,7 @@ def test_runbook_explains_crash_recovery_as_configured(project: Path) -> None:
     if spot:
         assert "`stopTimeout` is 120 s" in runbook
     recovery = spot and answers["crash_retries"] > 0
-    assert (f"{answers['project_slug']}-crash-recovery" in runbook) is recovery
+    assert (f"{answers['project_slug']}-<env>-crash-recovery" in runbook) is recovery
     if recovery:
         assert f"re-run at most {answers['crash_retries']} time(s)" in runbook
 

@@ -19,6 +19,7 @@ MAKE_TARGETS = {
     "format",
     "test",
     "run",
+    "check-api",
     "infra-init",
     "infra-plan",
     "infra-apply",
@@ -143,9 +144,12 @@ def test_make_deploy_sets_up_everything_it_needs_first(make, project: Path):
     deploy = result.stdout
     final = deploy.index("prefect --no-prompt deploy --all")
     assert -1 < deploy.find("prefect work-pool create") < final
-    automation = deploy.find("prefect automation create --from-file automations/crash-recovery.yaml")
+    # The Prefect API is checked first; the automation needs the handler deployment, so it comes last.
+    assert -1 < deploy.find(f"python -m {answers['package_name']}.prefect_api {env_name}") < final
+    assert f'export DEPLOY_ENV="{env_name}"' in deploy
+    automation = deploy.find(f"python -m {answers['package_name']}.crash_recovery {env_name}")
     if answers["crash_retries"] > 0 and answers["spot_weight"] > 0:
-        assert -1 < automation < final
+        assert final < automation
     else:
         assert automation == -1
     if answers["code_storage"] == "s3":
@@ -197,14 +201,15 @@ def test_make_infra_targets_init_first(make, project: Path):
 
 def test_make_automation_matches_crash_retries(make, project: Path):
     answers = answers_of(project)
-    result = make("-n", "automation")
+    env_name = answers["environments"][0]
+    result = make("-n", "automation", f"ENV={env_name}")
     assert result.returncode == 0, result.stderr
     if answers["crash_retries"] > 0 and answers["spot_weight"] > 0:
-        assert "prefect automation create --from-file automations/crash-recovery.yaml" in result.stdout
-        assert (project / "automations" / "crash-recovery.yaml").is_file()
+        assert f"python -m {answers['package_name']}.crash_recovery {env_name}" in result.stdout
+        assert (project / "src" / answers["package_name"] / "crash_recovery.py").is_file()
     else:
         assert "Nothing to create" in result.stdout
-        assert not (project / "automations").exists()
+        assert not (project / "src" / answers["package_name"] / "crash_recovery.py").exists()
 
 
 def test_makefile_recipes_are_tab_indented(project: Path):

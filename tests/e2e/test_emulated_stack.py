@@ -5,7 +5,8 @@ bootstrap the state bucket (S3 backend) -> create the "existing" VPC
 (existing_vpc) -> init + apply every env root -> `plan -detailed-exitcode`
 clean -> make work-pool -> make deploy -> make automation -> the ECS worker
 launches a flow run -> ECS reports the Spot task STOPPED -> the run is
-Crashed and the automation re-runs it -> destroy leaves nothing behind.
+Crashed, the automation starts the crash-recovery handler, which re-runs it
+(after a Spot crash on on-demand FARGATE) -> destroy leaves nothing behind.
 
 Tests are parametrized per function (not by a module fixture) so pytest runs
 every answer set's apply test, then every Prefect test, then every destroy:
@@ -22,7 +23,6 @@ from pathlib import Path
 
 import emulator
 import pytest
-import yaml
 from answer_sets import ANSWER_SETS
 from pipeline import StepFailed, step
 from prefect.client.schemas.objects import StateType
@@ -155,7 +155,7 @@ def launch_flow_run(stacks: Stacks, stack: EmulatedStack) -> None:
     with step("worker-run"):
         log = stack.project.workdir / "worker.log"
         stack.worker = side.start_worker(log)
-        flow_run = side.run_deployment("etl/etl-daily")
+        flow_run = side.run_deployment(f"etl/etl-daily-{env}")
         stack.flow_run_id = flow_run.id
         requests = wait_for(
             f"the worker's RunTask for flow run {flow_run.id} (worker log: {log})",
@@ -176,19 +176,31 @@ def test_worker_runs_a_deployment_on_the_stack(stacks: Stacks, name: str) -> Non
     launch_flow_run(stacks, _applied(stacks, name))
 
 
-def _reschedule_messages(project: Path) -> set[str]:
-    """Messages of the project's automations that move a flow run back to Scheduled."""
-    messages = set()
-    for path in project.glob("automations/*.yaml"):
-        for action in yaml.safe_load(path.read_text()).get("actions", []):
-            if action.get("type") == "change-flow-run-state" and action.get("state") == "SCHEDULED":
-                messages.add(action.get("message"))
-    return messages
+ON_DEMAND = [{"capacityProvider": "FARGATE", "weight": 1, "base": 0}]
+
+
+def _recover(side: PrefectProject, flow_run_id, crashes: int) -> str:
+    """Wait for the automation's handler run (launched on on-demand FARGATE), then run it as its container."""
+    handler_run = wait_for(
+        f"the crash-recovery automation to start handler run {crashes} for {flow_run_id}",
+        lambda: len(runs := side.crash_recovery_runs(flow_run_id)) >= crashes and runs,
+        timeout=120,
+    )
+    assert len(handler_run) == crashes, "one handler run per Crashed event"
+    handler_run = max(handler_run, key=lambda run: run.created)
+    requests = wait_for(
+        f"the worker's RunTask for handler run {handler_run.id}",
+        lambda: side.run_task_requests_for(handler_run.id),
+        timeout=180,
+    )
+    assert requests[0]["capacityProviderStrategy"] == ON_DEMAND, "the handler itself never runs on Spot"
+    return side.run_crash_recovery_like_its_container(handler_run)
 
 
 @pytest.mark.parametrize("name", E2E_ANSWER_SETS)
 def test_spot_interruption_crashes_the_run_and_automation_reruns_it(stacks: Stacks, name: str) -> None:
-    """STOPPED event: EventBridge -> SQS -> the worker's observer -> Crashed -> automation -> rerun."""
+    """STOPPED event: EventBridge -> SQS -> the worker's observer -> Crashed -> automation -> handler
+    -> re-run; then a Spot SIGTERM reported by the engine -> re-run on on-demand FARGATE only."""
     stack = _applied(stacks, name)
     if stack.run_task_request is None:
         pytest.skip("no flow run was launched (see test_worker_runs_a_deployment_on_the_stack)")
@@ -211,21 +223,38 @@ def test_spot_interruption_crashes_the_run_and_automation_reruns_it(stacks: Stac
 
         wait_for("the worker's observer to mark the flow run Crashed", crashed, timeout=120)
 
-    recovery_messages = _reschedule_messages(side.root)
-    if not recovery_messages:
+    if not side.handler_module().is_file():
         return
+    retries = stack.project.answers.get("crash_retries", 2)
     with step("recovery"):
-        wait_for(
-            "the crash-recovery automation to reschedule the flow run, and the worker to launch it again",
-            lambda: len(side.run_task_requests_for(flow_run_id)) > 1,
+        # The observer's message names no cause: re-run on the deployment's strategy.
+        outcome = _recover(side, flow_run_id, 1)
+        assert outcome.startswith(f"re-run 1 of {retries} after a crash by a cause other than Spot"), outcome
+        requests = wait_for(
+            "the worker to launch the re-run",
+            lambda: len(found := side.run_task_requests_for(flow_run_id)) > 1 and found,
             timeout=180,
         )
+        check_run_task(side, requests[1])
+
+        # Spot again, now seen by the engine in the container (SIGTERM through tini).
+        side.start_flow_run_like_the_container(flow_run_id)
+        side.crash_like_the_engine_on_sigterm(flow_run_id)
+        side.stop_task(
+            requests[1], exit_code=143, stop_code="SpotInterruption", reason="Your Spot Task was interrupted."
+        )
+        outcome = _recover(side, flow_run_id, 2)
+        assert outcome.startswith(f"re-run 2 of {retries} after a crash by Spot, on on-demand FARGATE"), (
+            outcome
+        )
+        requests = wait_for(
+            "the worker to launch the re-run on on-demand FARGATE",
+            lambda: len(found := side.run_task_requests_for(flow_run_id)) > 2 and found,
+            timeout=180,
+        )
+        assert requests[2]["capacityProviderStrategy"] == ON_DEMAND
         with side.client() as client:
-            states = sorted(client.read_flow_run_states(flow_run_id), key=lambda state: state.timestamp)
-        crash = next(index for index, state in enumerate(states) if state.type == StateType.CRASHED)
-        after_crash = states[crash + 1]
-        assert after_crash.type == StateType.SCHEDULED, [(state.type, state.name) for state in states]
-        assert after_crash.message in recovery_messages, after_crash.message
+            assert client.read_flow_run(flow_run_id).job_variables["capacity_provider_strategy"] == ON_DEMAND
     stop_process(stack.worker)
 
 

@@ -33,6 +33,7 @@ import yaml
 from emulator import MotoServer
 from pipeline import EmulatedProject
 from prefect.client.orchestration import SyncPrefectClient
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.client.schemas.objects import FlowRun
 from prefect_local import PREFECT, PrefectServer, run_prefect
 
@@ -85,6 +86,7 @@ class PrefectProject:
             "WORK_POOL_NAME": outputs["work_pool_name"],
             "IMAGE_REPOSITORY": outputs["ecr_repository_url"],
             "IMAGE_TAG": IMAGE_TAG,
+            "DEPLOY_ENV": self.env,
         }
         if outputs.get("code_bucket"):
             env["CODE_BUCKET"] = outputs["code_bucket"]
@@ -153,16 +155,60 @@ class PrefectProject:
         )
 
     # --- make automation ----------------------------------------------------------
+    def handler_module(self) -> Path:
+        return self.root / "src" / self.package / "crash_recovery.py"
+
     def create_automations(self) -> list[str]:
-        files = (
-            sorted((self.root / "automations").glob("*.yaml")) if (self.root / "automations").is_dir() else []
-        )
-        run_prefect(["automation", "delete", "--all"], env=self.cli_env(), cwd=self.root, stdin="y\n")
-        for automation in files:
-            run_prefect(
-                ["automation", "create", "--from-file", str(automation)], env=self.cli_env(), cwd=self.root
+        """`make automation`: python -m <package>.crash_recovery <env>, when the project has recovery."""
+        if not self.handler_module().is_file():
+            return []
+        module = f"{self.package}.crash_recovery"
+        # Twice, as two deploys would: the second updates the first.
+        for _ in range(2):
+            built = subprocess.run(
+                [sys.executable, "-m", module, self.env],
+                cwd=self.root,
+                env=self.cli_env(),
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
             )
-        return [path.name for path in files]
+            if built.returncode != 0:
+                raise AssertionError(
+                    f"{module} {self.env} exited {built.returncode}:\n{built.stderr[-3000:]}"
+                )
+        return [built.stdout.strip()]
+
+    def crash_recovery_runs(self, flow_run_id: uuid.UUID) -> list[FlowRun]:
+        """The handler runs the automation created for crashes of `flow_run_id`."""
+        slug = self.project.answers["project_slug"]
+        with self.client() as client:
+            handler = client.read_deployment_by_name(f"crash-recovery/{slug}-{self.env}")
+            runs = client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[handler.id]))
+            )
+        return [run for run in runs if str(flow_run_id) in str(run.parameters.get("crashed_flow_run"))]
+
+    def run_crash_recovery_like_its_container(self, handler_run: FlowRun) -> str:
+        """What the handler run's container does, with its parameters (no container runs here)."""
+        code = (
+            "import json, sys\n"
+            f"from {self.package}.crash_recovery import crash_recovery\n"
+            "print(crash_recovery(**json.loads(sys.argv[1]), return_state=True).message)\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", code, json.dumps(handler_run.parameters)],
+            cwd=self.root,
+            env=self.cli_env(),
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise AssertionError(f"crash_recovery exited {result.returncode}:\n{result.stderr[-3000:]}")
+        return result.stdout.strip().splitlines()[-1]
 
     # --- the worker ---------------------------------------------------------------
     def worker_container_environment(self) -> dict[str, str]:
@@ -225,6 +271,17 @@ class PrefectProject:
 
         with self.client() as client:
             client.set_flow_run_state(flow_run_id, Running())
+
+    def crash_like_the_engine_on_sigterm(self, flow_run_id: uuid.UUID) -> None:
+        """What the engine in the container reports when Spot's SIGTERM reaches it (tini, PID 1)."""
+        import asyncio
+
+        from prefect.exceptions import TerminationSignal
+        from prefect.states import exception_to_crashed_state
+
+        state = asyncio.run(exception_to_crashed_state(TerminationSignal(signal.SIGTERM)))
+        with self.client() as client:
+            client.set_flow_run_state(flow_run_id, state)
 
     def stop_task(
         self, run_task_request: dict[str, Any], *, exit_code: int, stop_code: str, reason: str

@@ -334,9 +334,9 @@ def check_run_task(side: PrefectProject, request: dict[str, Any]) -> None:
     with side.client() as client:
         deployment = client.read_deployment(side.read_flow_run(flow_run_id).deployment_id)
     assert sent["prefect.io/deployment-name"] == deployment.name, sent
-    (task,) = ecs.describe_tasks(cluster=request["cluster"], tasks=request["startedTaskArns"], include=["TAGS"])[
-        "tasks"
-    ]
+    (task,) = ecs.describe_tasks(
+        cluster=request["cluster"], tasks=request["startedTaskArns"], include=["TAGS"]
+    )["tasks"]
     assert {tag["key"]: tag["value"] for tag in task.get("tags", [])}.items() >= variables["labels"].items()
 
     # Everything the work pool points at exists in the account Terraform applied to.

@@ -231,6 +231,7 @@ def sample_job_variables(answers: dict, env: str | None = None) -> dict:
             "awslogs-stream-prefix": "flow-run",
         },
         secret_key: f"arn:aws:secretsmanager:{region}:{ACCOUNT}:secret:{name}-prefect-AbCdEf",
+        "labels": {"project": answers["project_slug"], "environment": env, "owner": answers["owner"]},
     }
 
 

@@ -176,6 +176,34 @@ def test_pass_role_is_limited_to_ecs_tasks(project: Path) -> None:
         assert conditions.get(("StringEquals", "iam:PassedToService")) == ["ecs-tasks.amazonaws.com"]
 
 
+def test_flow_run_tags_need_tag_resource_on_run_task_only(project: Path) -> None:
+    """RunTask with tags is authorized also as ecs:TagResource on the new task (AWS: "tag on create").
+
+    The worker tags every flow-run task (project, environment, owner, prefect.io/...),
+    so the worker role needs TagResource; conditioned on ecs:CreateAction = RunTask
+    it cannot re-tag a running task, and it covers only tasks of its own cluster.
+    """
+    parsed = parse_tf(project)
+    worker_task = next(
+        body
+        for document in parsed.values()
+        for block_type, name, body in blocks(document, "data")
+        if (block_type, name) == ("aws_iam_policy_document", "worker_task")
+    )
+    statements = {unquote(s["sid"]): s for s in worker_task["statement"]}
+    tagging = [s for s in statements.values() if '"ecs:TagResource"' in s["actions"]]
+    assert len(tagging) == 1 and tagging[0]["actions"] == ['"ecs:TagResource"'], tagging
+    (statement,) = tagging
+    assert statement["resources"] == statements["WatchAndStopTasksInThisCluster"]["resources"]
+    assert [unquote(r) for r in statement["resources"]] == ["${local.cluster_task_arns}"]
+    conditions = {
+        (unquote(c["test"]), unquote(c["variable"])): [unquote(v) for v in c["values"]]
+        for c in statement.get("condition", [])
+    }
+    assert conditions == {("StringEquals", "ecs:CreateAction"): ["RunTask"]}
+    assert any('"ecs:RunTask"' in s["actions"] for s in statements.values())
+
+
 def test_wildcard_check_catches_an_unscoped_action() -> None:
     """The allow-list check itself must reject what it is meant to reject."""
     statement = {

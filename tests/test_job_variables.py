@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import re
 import uuid
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import boto3
 import pytest
 from moto import mock_aws
 from prefect.client.schemas.objects import FlowRun
+from prefect.client.schemas.responses import DeploymentResponse
 from prefect.settings import (
     PREFECT_API_AUTH_STRING,
     PREFECT_API_KEY,
@@ -140,14 +142,16 @@ def _worker_settings(answers: dict) -> dict:
     return {PREFECT_API_URL: "https://prefect.example.com/api", PREFECT_API_AUTH_STRING: "admin:secret"}
 
 
-def _task_definition_and_request(template: dict, job_variables: dict, answers: dict) -> tuple[dict, dict]:
+def _task_definition_and_request(
+    template: dict, job_variables: dict, answers: dict, deployment: DeploymentResponse | None = None
+) -> tuple[dict, dict]:
     # client=object(): resolving the template must not need the Prefect API.
     configuration = asyncio.run(
         ECSJobConfiguration.from_template_and_values(template, job_variables, client=object())
     )
     flow_run = FlowRun(id=uuid.uuid4(), flow_id=uuid.uuid4(), deployment_id=uuid.uuid4(), name="run")
     with temporary_settings(updates=_worker_settings(answers)):
-        configuration.prepare_for_flow_run(flow_run)
+        configuration.prepare_for_flow_run(flow_run, deployment=deployment)
     region = answers["aws_region"]
     worker = ECSWorker(work_pool_name="demo-dev")
     task_definition = worker._prepare_task_definition(configuration, region, flow_run)
@@ -231,3 +235,27 @@ def test_credentials_come_from_the_backend_secret(project: Path, aws, monkeypatc
     environment = {item["name"]: item["value"] for item in overrides["environment"]}
     assert secret not in environment
     assert environment["PREFECT_API_URL"] == _worker_settings(answers)[PREFECT_API_URL]
+
+
+def test_flow_run_tasks_carry_cost_allocation_tags(project: Path, aws, monkeypatch):
+    """project, environment and owner from Terraform's labels; the deployment from the worker itself."""
+    answers = answers_of(project)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", answers["aws_region"])
+    sample = sample_in_moto_vpc(answers)
+    assert sample["labels"] == {
+        "project": answers["project_slug"],
+        "environment": answers["environments"][0],
+        "owner": answers["owner"],
+    }
+    template = base_job_template(project, sample)
+    for name, job_variables in deployment_job_variables(project).items():
+        # A deployment that set `labels` would replace the pool's whole dict (job variables merge shallowly).
+        assert "labels" not in job_variables, name
+        deployment = DeploymentResponse(id=uuid.uuid4(), name=name, flow_id=uuid.uuid4())
+        _, request = _task_definition_and_request(template, copy.deepcopy(job_variables), answers, deployment)
+        tags = {tag["key"]: tag["value"] for tag in request["tags"]}
+        assert tags["project"] == answers["project_slug"], name
+        assert tags["environment"] == answers["environments"][0], name
+        # The worker slugifies tag values: characters ECS tags cannot hold become "-".
+        assert tags["owner"] == re.sub(r"[^A-Za-z0-9_./=+:@-]+", "-", answers["owner"]).strip("-"), name
+        assert tags["prefect.io/deployment-name"] == name

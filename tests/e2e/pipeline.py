@@ -10,6 +10,7 @@ the pipeline stops.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -127,6 +128,23 @@ class EmulatedProject:
             tfvars.read_text() + "\n# Filled in by the end-to-end test\n" + "\n".join(lines) + "\n"
         )
 
+    def reuse_github_oidc_provider(self, env: str, arn: str | None = None) -> None:
+        """Say in `env`'s terraform.tfvars that the account has GitHub's OIDC provider already.
+
+        With `arn` the tfvars name it; without, Terraform looks it up by URL.
+        """
+        tfvars = self.env_root(env) / "terraform.tfvars"
+        text, count = re.subn(
+            r"^create_github_oidc_provider\s*=\s*(true|false)$",
+            "create_github_oidc_provider = false",
+            tfvars.read_text(),
+            flags=re.MULTILINE,
+        )
+        assert count == 1, f"no create_github_oidc_provider line in {tfvars}"
+        tfvars.write_text(text)
+        if arn is not None:
+            self.fill_tfvars(env, github_oidc_provider_arn=arn)
+
     def init(self, env: str) -> None:
         root = self.env_root(env)
         with step("init"):
@@ -228,3 +246,27 @@ def create_existing_network(server: emulator.MotoServer, region: str) -> dict[st
         for index, zone in enumerate(zones)
     ]
     return {"vpc_id": vpc_id, "subnet_ids": subnet_ids, "assign_public_ip": True}
+
+
+GITHUB_OIDC_URL = "https://token.actions.githubusercontent.com"
+
+
+def create_github_oidc_provider(server: emulator.MotoServer, region: str) -> str:
+    """GitHub's OIDC provider, made outside Terraform as in an account that already deploys with Actions."""
+    return server.client("iam", region).create_open_id_connect_provider(
+        Url=GITHUB_OIDC_URL, ClientIDList=["sts.amazonaws.com"], ThumbprintList=["a" * 40]
+    )["OpenIDConnectProviderArn"]
+
+
+# What a team adds in an existing VPC: a self-hosted Prefect server on :4200 for
+# the worker, and a database (ports 5432-5433) in the VPC for the flow runs.
+CUSTOM_EGRESS = {
+    "worker_egress": [
+        {"port": 443, "cidr_ipv4": "0.0.0.0/0"},
+        {"port": 4200, "cidr_ipv4": "10.80.0.0/16", "description": "Prefect server"},
+    ],
+    "flow_run_egress": [
+        {"port": 443, "cidr_ipv4": "0.0.0.0/0"},
+        {"port": 5432, "to_port": 5433, "cidr_ipv4": "10.80.0.0/16", "description": "Warehouse"},
+    ],
+}

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import emulator
-from pipeline import EmulatedProject, create_existing_network
+from pipeline import CUSTOM_EGRESS, EmulatedProject, create_existing_network, create_github_oidc_provider
 from prefect_local import PrefectServer
 from worker_run import PrefectProject, stop_process
 
@@ -36,6 +36,8 @@ class EmulatedStack:
     worker: subprocess.Popen | None = None
     flow_run_id: uuid.UUID | None = None
     run_task_request: dict[str, Any] | None = None
+    github_oidc_provider_arn: str | None = None
+    custom_egress_env: str | None = None
 
     @property
     def environments(self) -> list[str]:
@@ -50,7 +52,16 @@ class EmulatedStack:
             network = create_existing_network(self.server, project.region)
             for env in self.environments:
                 project.fill_tfvars(env, **network)
-        # The state bucket (prevent_destroy) and the user's VPC outlive the stack by design.
+            self.custom_egress_env = self.environments[-1]
+            project.fill_tfvars(self.custom_egress_env, **CUSTOM_EGRESS)
+        if project.answers.get("ci_provider", "github") == "github" and len(self.environments) > 1:
+            # An account that has GitHub's OIDC provider already: the last
+            # environment names it, the others look it up by URL.
+            self.github_oidc_provider_arn = create_github_oidc_provider(self.server, project.region)
+            for env in self.environments:
+                arn = self.github_oidc_provider_arn if env == self.environments[-1] else None
+                project.reuse_github_oidc_provider(env, arn)
+        # The state bucket (prevent_destroy), the user's VPC and OIDC provider outlive the stack by design.
         self.baseline = emulator.inventory(self.server, project.region)
 
         def apply_env(env: str) -> dict[str, Any]:

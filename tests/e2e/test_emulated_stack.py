@@ -131,6 +131,75 @@ def test_environments_do_not_share_resources(stacks: Stacks, name: str) -> None:
         assert len(set(values)) == len(values), f"{key} is shared between environments: {values}"
 
 
+@pytest.mark.parametrize("name", E2E_ANSWER_SETS)
+def test_github_deploy_roles_trust_the_accounts_one_oidc_provider(stacks: Stacks, name: str) -> None:
+    """One env creates GitHub's provider; in an account that has it, every env reuses it."""
+    stack = _applied(stacks, name)
+    if stack.project.answers.get("ci_provider", "github") != "github":
+        pytest.skip("no GitHub Actions deploy role in this answer set")
+    iam = stack.server.client("iam", stack.project.region)
+    providers = [p["Arn"] for p in iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]]
+    assert len(providers) == 1, providers
+    (provider,) = providers
+    assert provider.endswith(":oidc-provider/token.actions.githubusercontent.com"), provider
+    if stack.github_oidc_provider_arn is not None:
+        assert provider == stack.github_oidc_provider_arn, "Terraform replaced the account's own provider"
+    for env, outputs in stack.outputs.items():
+        role = iam.get_role(RoleName=outputs["github_deploy_role_arn"].rsplit("/", 1)[-1])["Role"]
+        principals = [s["Principal"]["Federated"] for s in role["AssumeRolePolicyDocument"]["Statement"]]
+        assert principals == [provider], f"{env}: {principals}"
+
+
+DEFAULT_EGRESS = {
+    "worker": {("tcp", 443, 443, "0.0.0.0/0", "HTTPS to the Prefect API, ECR, Docker Hub and AWS APIs")},
+    "flow-runs": {("tcp", 443, 443, "0.0.0.0/0", "Outbound TCP 443")},
+}
+CUSTOM_EGRESS_RULES = {
+    "worker": {
+        ("tcp", 443, 443, "0.0.0.0/0", "Outbound TCP 443"),
+        ("tcp", 4200, 4200, "10.80.0.0/16", "Prefect server"),
+    },
+    "flow-runs": {
+        ("tcp", 443, 443, "0.0.0.0/0", "Outbound TCP 443"),
+        ("tcp", 5432, 5433, "10.80.0.0/16", "Warehouse"),
+    },
+}
+
+
+@pytest.mark.parametrize("name", E2E_ANSWER_SETS)
+def test_security_groups_have_the_environments_egress_and_no_ingress(stacks: Stacks, name: str) -> None:
+    """Defaults: HTTPS out only. An env whose terraform.tfvars sets worker/flow_run_egress gets those."""
+    stack = _applied(stacks, name)
+    ec2 = stack.server.client("ec2", stack.project.region)
+    for env, outputs in stack.outputs.items():
+        expected = CUSTOM_EGRESS_RULES if env == stack.custom_egress_env else DEFAULT_EGRESS
+        for group in ("worker", "flow-runs"):
+            group_name = f"{outputs['work_pool_name']}-{group}"
+            (group_id,) = [
+                g["GroupId"]
+                for g in ec2.describe_security_groups(
+                    Filters=[{"Name": "group-name", "Values": [group_name]}]
+                )["SecurityGroups"]
+            ]
+            rules = ec2.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [group_id]}])[
+                "SecurityGroupRules"
+            ]
+            assert not [rule for rule in rules if not rule["IsEgress"]], f"{env} {group}: inbound rules"
+            egress = {
+                (r["IpProtocol"], r["FromPort"], r["ToPort"], r.get("CidrIpv4"), r.get("Description"))
+                for r in rules
+                if r["IsEgress"]
+            }
+            assert egress == expected[group], f"{env} {group}"
+        flow_groups = outputs["work_pool_job_variables"]["network_configuration"]["securityGroups"]
+        assert flow_groups == [
+            g["GroupId"]
+            for g in ec2.describe_security_groups(
+                Filters=[{"Name": "group-name", "Values": [f"{outputs['work_pool_name']}-flow-runs"]}]
+            )["SecurityGroups"]
+        ]
+
+
 def launch_flow_run(stacks: Stacks, stack: EmulatedStack) -> None:
     """make work-pool, make deploy, make automation; the ECS worker launches a run of etl-daily."""
     env = stack.environments[0]

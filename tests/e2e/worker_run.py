@@ -383,6 +383,19 @@ def check_run_task(side: PrefectProject, request: dict[str, Any]) -> None:
     )
     assert {"name": secret, "valueFrom": outputs["prefect_secret_arn"]} in container.get("secrets", [])
 
+    # Cost allocation: Terraform's labels and the worker's own deployment tag, on the request and the task.
+    sent = {tag["key"]: tag["value"] for tag in request.get("tags", [])}
+    assert variables["labels"].keys() == {"project", "environment", "owner"}, variables["labels"]
+    assert sent.items() >= variables["labels"].items(), sent
+    flow_run_id = uuid.UUID(sent["prefect.io/flow-run-id"])
+    with side.client() as client:
+        deployment = client.read_deployment(side.read_flow_run(flow_run_id).deployment_id)
+    assert sent["prefect.io/deployment-name"] == deployment.name, sent
+    (task,) = ecs.describe_tasks(
+        cluster=request["cluster"], tasks=request["startedTaskArns"], include=["TAGS"]
+    )["tasks"]
+    assert {tag["key"]: tag["value"] for tag in task.get("tags", [])}.items() >= variables["labels"].items()
+
     # Everything the work pool points at exists in the account Terraform applied to.
     iam = side.server.client("iam", region)
     for role_arn in (variables["execution_role_arn"], variables["task_role_arn"]):

@@ -169,3 +169,25 @@ variable "assign_public_ip" {
   description = "Give the worker task a public IP (needed in public subnets without NAT)."
   type        = bool
 }
+
+variable "egress_rules" {
+  description = "Outbound rules of the worker's security group, keyed by a stable name; the default opens TCP 443 anywhere (Prefect API, image registry, AWS APIs)."
+  type = map(object({
+    ip_protocol                  = string
+    from_port                    = number
+    to_port                      = number
+    cidr_ipv4                    = optional(string)
+    cidr_ipv6                    = optional(string)
+    prefix_list_id               = optional(string)
+    referenced_security_group_id = optional(string)
+    description                  = string
+  }))
+  default = {
+    "tcp-443-0.0.0.0/0" = { ip_protocol = "tcp", from_port = 443, to_port = 443, cidr_ipv4 = "0.0.0.0/0", description = "HTTPS to the Prefect API, ECR, Docker Hub and AWS APIs" }
+  }
+
+  validation {
+    condition     = length(var.egress_rules) > 0
+    error_message = "egress_rules must hold at least one rule: the worker must reach the Prefect API and AWS."
+  }
+}

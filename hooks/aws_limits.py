@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keyword
 import re
+import unicodedata
 from functools import cache
 from pathlib import Path
 
@@ -53,20 +54,30 @@ def fargate_size_error(cpu: object, memory: object) -> str:
     return ""
 
 
-# Prefect tags become AWS-side names nowhere, but they travel through YAML,
-# CLI flags and URLs: keep them to characters that need no quoting anywhere.
-LABEL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+# Prefect takes any string as a deployment tag (its schemas constrain neither
+# characters nor length), and the labels reach only prefect.yaml through
+# yaml_string, so "team:web" or "env:prod" are fine. Rejected is only what
+# breaks: an empty tag, a duplicate, a control character (a newline splits the
+# tag wherever it is printed) and a tag too long to read or filter on.
+LABEL_MAX = 100
 
 
 def labels_error(labels: object) -> str:
-    """Return why `labels` is not a list of simple tags, or an empty string."""
+    """Return why `labels` is not a list of usable Prefect tags, or an empty string."""
     if not isinstance(labels, list):
-        return f"must be a YAML list of strings such as [etl, nightly] (got {labels!r})"
+        return f"must be a YAML list of strings such as [etl, \"team:web\"] (got {labels!r})"
     for label in labels:
-        if not isinstance(label, str) or not LABEL_PATTERN.fullmatch(label):
-            return f"{label!r} must be 1-63 letters, digits, '_', '.' or '-' (no commas, quotes or spaces)"
-    if len(set(labels)) != len(labels):
-        return "contains duplicates"
+        if not isinstance(label, str):
+            return f"{label!r} is not text: quote it"
+        if not label.strip():
+            return f"{label!r}: a tag must not be empty"
+        if any(unicodedata.category(char) == "Cc" for char in label):
+            return f"{label!r} contains a control character (newline, tab, ...)"
+        if len(label) > LABEL_MAX:
+            return f"{label[:20]!r}... is {len(label)} characters; at most {LABEL_MAX}"
+    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicates:
+        return f"contains duplicates: {', '.join(duplicates)}"
     return ""
 
 

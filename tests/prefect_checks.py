@@ -44,6 +44,7 @@ DEPLOY_ENV = {
     "IMAGE_TAG": "abc123",
     "CODE_BUCKET": f"demo-dev-flow-code-{ACCOUNT}",
     "DEPLOY_ENV": "dev",
+    "CODE_VERSION": "0123456789ab-20260101T000000Z",
 }
 STEP_OUTPUTS = {
     "build-image": {
@@ -51,7 +52,7 @@ STEP_OUTPUTS = {
         "tag": DEPLOY_ENV["IMAGE_TAG"],
         "image": f"{DEPLOY_ENV['IMAGE_REPOSITORY']}:{DEPLOY_ENV['IMAGE_TAG']}",
     },
-    "push-code": {"bucket": DEPLOY_ENV["CODE_BUCKET"], "folder": "demo"},
+    "push-code": {"bucket": DEPLOY_ENV["CODE_BUCKET"], "folder": f"demo/{DEPLOY_ENV['CODE_VERSION']}"},
 }
 
 

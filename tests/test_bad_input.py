@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 import pytest
-from aws_limits import SLUG_MAX
+from aws_limits import LABEL_MAX, SLUG_MAX
 from copier import run_copy
 from template_snapshot import copy_template, isolate_copier_settings
 
@@ -69,16 +69,19 @@ BAD_ANSWERS: dict[str, tuple[str, dict]] = {
     "environments as a mapping": ("environments", {"environments": {"dev": True}}),
     # labels
     "labels as a comma string": ("labels", {"labels": "etl,nightly"}),
-    "label with a comma": ("labels", {"labels": ["etl,nightly"]}),
-    "label with quotes": ("labels", {"labels": ['say "hi"']}),
-    "label with a space": ("labels", {"labels": ["night run"]}),
+    # Commas, quotes and spaces are valid Prefect tags (issue 12): see test_escaping.py.
     "empty label": ("labels", {"labels": [""]}),
+    "blank label": ("labels", {"labels": ["etl", "  "]}),
+    "label with a newline": ("labels", {"labels": ["etl\nnightly"]}),
+    "label with a tab": ("labels", {"labels": ["team:\tweb"]}),
+    "label with a NUL": ("labels", {"labels": ["etl\x00"]}),
     "duplicate labels": ("labels", {"labels": ["etl", "etl"]}),
     "label that is a number": ("labels", {"labels": [1]}),
     "labels as a mapping": ("labels", {"labels": {"team": "data"}}),
     "labels that are null": ("labels", {"labels": None}),
     "labels that are not YAML": ("labels", {"labels": "[etl, nightly"}),
-    "label too long": ("labels", {"labels": ["x" * 64]}),
+    "label too long": ("labels", {"labels": ["x" * (LABEL_MAX + 1)]}),
+    "duplicate labels among others": ("labels", {"labels": ["team:web", "env:prod", "team:web"]}),
     # capacity
     "negative spot weight": ("spot_weight", {"spot_weight": -1}),
     "spot weight above 1000": ("spot_weight", {"spot_weight": 1001}),

@@ -218,3 +218,25 @@ def test_filters_round_trip_each_format() -> None:
         assert ast.literal_eval(python_string(value)) == value
         assert "\n" not in markdown_text(value)
         assert markdown_unescaped(markdown_text(value)) == " ".join(value.split())
+
+
+# Prefect tags in common conventions, and the punctuation its schemas allow
+# (issue 12: they were refused although yaml_string escapes them).
+ACCEPTED_LABELS = [
+    "team:web",
+    "env:prod",
+    'say "hi", then {{ leave }} ${x} %{ y } # not a comment',
+    "owner=data/etl",
+    "x" * 100,
+    "équipe-données",
+]
+
+
+def test_labels_prefect_accepts_reach_every_deployment_unchanged(render) -> None:
+    from prefect.cli.deploy._models import PrefectYamlModel
+
+    project = render({"labels": ACCEPTED_LABELS, "code_storage": "s3"})
+    config = yaml.safe_load((project / "prefect.yaml").read_text())
+    model = PrefectYamlModel.model_validate(config)
+    for deployment in model.deployments:
+        assert deployment.tags[: len(ACCEPTED_LABELS)] == ACCEPTED_LABELS, deployment.name

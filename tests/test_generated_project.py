@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -103,7 +104,8 @@ def test_make_help_lists_every_target(make, project: Path):
     result = make()
     assert result.returncode == 0, result.stderr
     listed = {line.split()[0] for line in re.sub(r"\x1b\[[0-9;]*m", "", result.stdout).splitlines()}
-    expected = MAKE_TARGETS | ({"image"} if answers_of(project)["code_storage"] == "s3" else set())
+    s3_targets = {"image", "image-tag", "code-prune"}
+    expected = MAKE_TARGETS | (s3_targets if answers_of(project)["code_storage"] == "s3" else set())
     if answers_of(project)["terraform_backend"] == "s3":
         expected.add("bootstrap")
     assert listed == expected
@@ -161,7 +163,9 @@ def test_make_deploy_sets_up_everything_it_needs_first(make, project: Path):
         assert -1 < deploy.find("docker login") < final
     # Already-exported values win over terraform output (CI without Terraform state).
     for variable in ("WORK_POOL_NAME", "IMAGE_REPOSITORY"):
-        assert f'export {variable}="${{{variable}:-$(terraform -chdir=infra/envs/{env_name} output' in deploy
+        prefix = re.escape(f'export {variable}="${{{variable}:-$(')
+        read = re.escape(f"terraform -chdir=infra/envs/{env_name} output")
+        assert re.search(prefix + r"[^\n]*" + read, deploy), variable
 
 
 def test_ecr_image_tag_is_new_per_deploy_and_overridable(make, project: Path):
@@ -215,3 +219,113 @@ def test_make_automation_matches_crash_retries(make, project: Path):
 def test_makefile_recipes_are_tab_indented(project: Path):
     lines = (project / "Makefile").read_text().splitlines()
     assert not [n for n, line in enumerate(lines, 1) if re.match(r" +\S", line)]
+
+
+# Every target that reads `terraform output` (issue 12: a fresh clone with S3
+# state has no .terraform, and `terraform output` then fails).
+OUTPUT_READERS = ("work-pool", "secret-set", "deploy", "logs")
+
+
+def test_every_output_read_initialises_the_root_first(make, project: Path):
+    answers = answers_of(project)
+    env_name = answers["environments"][-1]
+    tf = f"terraform -chdir=infra/envs/{env_name}"
+    init = f"{tf} init -input=false"
+    if answers["terraform_backend"] == "s3":
+        # The same backend config as infra-init.
+        account = "$(aws sts get-caller-identity --query Account --output text)"
+        init += f' -backend-config="bucket={answers["project_slug"]}-tfstate-{account}"'
+    ready = f"{{ test -f infra/envs/{env_name}/.terraform/terraform.tfstate || {init} > /dev/null; }} && "
+    s3_storage = answers["code_storage"] == "s3"
+    targets = [*OUTPUT_READERS, *(("image", "code-prune") if s3_storage else ("ecr-login",))]
+    for target in targets:
+        result = make("-n", target, f"ENV={env_name}")
+        assert result.returncode == 0, result.stderr
+        reads = [match.start() for match in re.finditer(re.escape(f"{tf} output "), result.stdout)]
+        assert reads, f"make {target} reads no terraform output"
+        for start in reads:
+            assert result.stdout[:start].endswith(ready), (
+                f"make {target}: {result.stdout[start - 200 : start]}"
+            )
+
+
+@pytest.mark.terraform
+def test_output_readers_work_in_a_fresh_clone(render, tf_env: dict[str, str], tmp_path: Path):
+    """`make logs` in a clone whose env root was never initialised: init, then read the state."""
+    if shutil.which("make") is None:
+        pytest.skip("GNU make is not installed")
+    clone = tmp_path / "clone"
+    shutil.copytree(render({}), clone, ignore=shutil.ignore_patterns(".terraform", ".terraform.lock.hcl"))
+    env_root = clone / "infra" / "envs" / "dev"
+    state = {
+        "version": 4,
+        "terraform_version": "1.10.0",
+        "serial": 1,
+        "lineage": "00000000-0000-4000-8000-000000000000",
+        "outputs": {
+            "worker_log_group": {"value": "/ecs/fresh-clone/worker", "type": "string"},
+            "aws_region": {"value": "eu-west-1", "type": "string"},
+        },
+        "resources": [],
+        "check_results": None,
+    }
+    (env_root / "terraform.tfstate").write_text(json.dumps(state))
+    # A stand-in for the AWS CLI that records how it was called.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "aws").write_text(f'#!/bin/sh\necho "$@" > {tmp_path / "aws-args"}\n')
+    (bin_dir / "aws").chmod(0o755)
+    env = (
+        clean_env(tmp_path)
+        | {key: value for key, value in tf_env.items() if key.startswith("TF_")}
+        | {"PATH": f"{bin_dir}:{tf_env.get('PATH', os.environ['PATH'])}", "MAKEFLAGS": ""}
+    )
+    result = run(["make", "--no-print-directory", "logs", "ENV=dev"], clone, env, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (tmp_path / "aws-args").read_text().split() == [
+        "logs",
+        "tail",
+        "/ecs/fresh-clone/worker",
+        "--follow",
+        "--region",
+        "eu-west-1",
+    ]
+    assert (env_root / ".terraform" / "terraform.tfstate").is_file()
+    assert "Initializing" not in result.stdout, "init is not quiet"
+
+
+def test_dependency_image_tag_covers_every_file_that_shapes_the_image(render, tmp_path: Path):
+    """s3 storage: a change to any input of the dependency image gives a new tag (tags are immutable)."""
+    if shutil.which("make") is None:
+        pytest.skip("GNU make is not installed")
+    project = tmp_path / "project"
+    shutil.copytree(render({"code_storage": "s3"}), project)
+    (project / "uv.lock").write_text("version = 1\n")
+    env = clean_env(tmp_path) | {"MAKEFLAGS": ""}
+
+    def tag() -> str:
+        result = run(["make", "--silent", "image-tag"], project, env, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    first = tag()
+    assert re.fullmatch(r"deps-[0-9a-f]{12}", first), first
+    assert tag() == first, "the tag is not stable"
+    seen = {first}
+    inputs = ("Dockerfile", ".dockerignore", ".python-version", "pyproject.toml", "uv.lock")
+    for changed, name in enumerate(inputs, 1):
+        with (project / name).open("a") as file:
+            file.write("\n# changed\n")
+        seen.add(tag())
+        assert len(seen) == 1 + changed, f"changing {name} kept the tag"
+    # Only files that go into the image count: the flow code is pulled from S3 at run time.
+    flows = next((project / "src").glob("*/flows/etl.py"))
+    flows.write_text(flows.read_text() + "\n")
+    assert tag() in seen
+    # The deploy workflow takes the very same tag instead of hashing on its own.
+    workflow = (project / ".github" / "workflows" / "deploy.yml").read_text()
+    assert 'image_tag="$(make --silent image-tag)"' in workflow and "sha256sum" not in workflow
+    # A missing input is an error, not the hash of nothing.
+    (project / "uv.lock").unlink()
+    missing = run(["make", "--silent", "image-tag"], project, env, timeout=60)
+    assert missing.returncode != 0 and "uv.lock" in missing.stderr

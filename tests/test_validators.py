@@ -16,7 +16,7 @@ BAD_VALUES: dict[str, dict] = {
     "package_name": {"package_name": "class"},
     "owner": {"owner": 'data "platform"'},
     "environments": {"environments": []},
-    "labels": {"labels": ["etl,nightly"]},
+    "labels": {"labels": ["etl", "etl"]},
     "spot_weight": {"spot_weight": -1},
     "on_demand_weight": {"on_demand_weight": 0, "spot_weight": 0},
     "on_demand_base": {"on_demand_base": -3},

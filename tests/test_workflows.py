@@ -325,8 +325,11 @@ def test_repository_variable_rejects_wildcards(render, repository: str, accepted
 def test_deploy_role_pushes_only_to_its_environment(github_project: Path) -> None:
     deploy_policy = policy_documents(github_project)["deploy"]
     statements = {unquote(statement["sid"]): statement for statement in deploy_policy["statement"]}
+    # s3: upload the code, and list and delete unused versions (`make code-prune`, issue 12).
     expected = {"EcrLogin", "PushFlowImage"} | (
-        {"UploadFlowCode"} if answers_of(github_project)["code_storage"] == "s3" else set()
+        {"UploadFlowCode", "ListFlowCode", "PruneFlowCode"}
+        if answers_of(github_project)["code_storage"] == "s3"
+        else set()
     )
     assert set(statements) == expected
     assert [unquote(r) for r in statements["EcrLogin"]["resources"]] == ["*"]
@@ -336,6 +339,20 @@ def test_deploy_role_pushes_only_to_its_environment(github_project: Path) -> Non
     if "UploadFlowCode" in statements:
         assert [unquote(r) for r in statements["UploadFlowCode"]["resources"]] == ["${var.code_bucket_arn}/*"]
         assert [unquote(a) for a in statements["UploadFlowCode"]["actions"]] == ["s3:PutObject"]
+        assert [unquote(r) for r in statements["ListFlowCode"]["resources"]] == ["${var.code_bucket_arn}"]
+        assert [unquote(a) for a in statements["ListFlowCode"]["actions"]] == ["s3:ListBucket"]
+        assert [unquote(r) for r in statements["PruneFlowCode"]["resources"]] == ["${var.code_bucket_arn}/*"]
+        assert [unquote(a) for a in statements["PruneFlowCode"]["actions"]] == ["s3:DeleteObject"]
+
+
+def test_deploy_prunes_unused_code_versions_after_deploying(github_project: Path) -> None:
+    runs = [step.get("run", "") for step in steps_of(load_workflow(github_project, "deploy.yml"))]
+    deploy = next(index for index, run in enumerate(runs) if "prefect --no-prompt deploy --all" in run)
+    prune = [index for index, run in enumerate(runs) if "make code-prune" in run]
+    if answers_of(github_project)["code_storage"] == "s3":
+        assert prune and prune[0] > deploy
+    else:
+        assert not prune
 
 
 MODULE_CALL = """

@@ -27,7 +27,7 @@ from answer_sets import ANSWER_SETS
 from pipeline import StepFailed, step
 from prefect.client.schemas.objects import StateType
 from stacks import EmulatedStack, Stacks
-from worker_run import PrefectProject, check_run_task, stop_process, wait_for
+from worker_run import CODE_VERSION, PrefectProject, check_run_task, stop_process, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
@@ -216,8 +216,9 @@ def launch_flow_run(stacks: Stacks, stack: EmulatedStack) -> None:
                 .list_objects_v2(Bucket=outputs["code_bucket"])
                 .get("Contents", [])
             ]
-            package = stack.project.answers["package_name"]
-            assert any(key.endswith(f"src/{package}/flows/etl.py") for key in keys), keys
+            package, slug = stack.project.answers["package_name"], stack.project.answers["project_slug"]
+            # Each deploy writes its own folder (make deploy's CODE_VERSION).
+            assert f"{slug}/{CODE_VERSION}/src/{package}/flows/etl.py" in keys, keys
             assert not any("/infra/" in key or "/.venv/" in key for key in keys), keys
     with step("automation"):
         side.create_automations()

@@ -38,6 +38,7 @@ from prefect.client.schemas.objects import FlowRun
 from prefect_local import PREFECT, PrefectServer, run_prefect
 
 IMAGE_TAG = "e2e"
+CODE_VERSION = "e2e-20260101T000000Z"
 FAKE_PREFECT_API_KEY = "pnu_e2e0000000000000000000000000000000000"
 FAKE_PREFECT_AUTH_STRING = "e2e:e2e"
 
@@ -90,6 +91,7 @@ class PrefectProject:
         }
         if outputs.get("code_bucket"):
             env["CODE_BUCKET"] = outputs["code_bucket"]
+            env["CODE_VERSION"] = CODE_VERSION
         for name in ("PREFECT_API_KEY", "PREFECT_API_AUTH_STRING", "PREFECT_PROFILES_PATH"):
             env.pop(name, None)
         return env

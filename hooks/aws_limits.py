@@ -100,6 +100,11 @@ def _type_error(name: str, spec: dict, value: object) -> str:
             isinstance(value, int) or (isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value))
         ):
             return f"{name} must be a whole number (got {value!r})"
+    elif kind == "bool":
+        # Copier would read any other word as true ("maybe" -> True).
+        words = {"y", "yes", "t", "true", "on", "n", "no", "f", "false", "off"}
+        if not isinstance(value, bool) and not (isinstance(value, str) and value.strip().lower() in words):
+            return f"{name} must be true or false (got {value!r})"
     elif kind == "yaml":
         if isinstance(value, str):
             try:

@@ -210,3 +210,45 @@ def test_make_automation_matches_crash_retries(make, project: Path):
 def test_makefile_recipes_are_tab_indented(project: Path):
     lines = (project / "Makefile").read_text().splitlines()
     assert not [n for n, line in enumerate(lines, 1) if re.match(r" +\S", line)]
+
+
+# The setting lives in the project's pyproject.toml, the same for every answer
+# set, and a flow run costs ~30 s: one set is enough.
+@pytest.mark.parametrize("answer_set", ["default"], indirect=True)
+def test_first_make_run_succeeds_with_an_empty_prefect_home(project: Path, tmp_path: Path):
+    """`make run` on a fresh machine: the throw-away server's first start migrates a new database."""
+    uv = os.environ.get("UV") or shutil.which("uv")
+    if shutil.which("make") is None or uv is None:
+        pytest.skip("needs GNU make and uv")
+    copy = tmp_path / "project"
+    shutil.copytree(project, copy)
+    env = clean_env(tmp_path) | {
+        "MAKEFLAGS": "",
+        "PATH": f"{Path(uv).parent}{os.pathsep}{os.environ['PATH']}",
+        # `uv run` uses this interpreter's environment, which has the project's
+        # dependencies, instead of installing them into a new .venv.
+        "UV_PROJECT_ENVIRONMENT": sys.prefix,
+        "UV_NO_SYNC": "1",
+        "PYTHONPATH": "src",
+    }
+    prefect_home = Path(env["PREFECT_HOME"])
+    assert not prefect_home.exists()
+
+    timeout = run(
+        [
+            sys.executable,
+            "-c",
+            "from prefect.settings import get_current_settings as s; "
+            "print(s().server.ephemeral.startup_timeout_seconds)",
+        ],
+        copy,
+        env,
+    )
+    assert timeout.stdout.strip() == "180", "pyproject.toml must raise the ephemeral server's startup timeout"
+
+    result = run(["make", "--no-print-directory", "run", "FLOW=etl"], copy, env, timeout=600)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert "Timed out while attempting to connect" not in output
+    assert re.search(r"Flow run '[\w-]+' - Finished in state Completed\(\)", output), output[-2000:]
+    assert prefect_home.is_dir(), "the run did not use the empty PREFECT_HOME"

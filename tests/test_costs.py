@@ -167,9 +167,7 @@ def test_spot_worker_preset_costs_what_the_prices_say(render):
     # One dev environment in us-east-1 (the preset leaves the region), worker 256 cpu / 512 MiB on
     # ARM64 Fargate Spot: us-east-1's x86 Spot price x the ARM64/x86 on-demand ratio, per dimension.
     assert reading.facts.worker_spot_share == 1
-    arm_spot = {
-        key: US["spot"][key] * ARM_US[key] / US["on_demand"][key] for key in ("vcpu_hour", "gb_hour")
-    }
+    arm_spot = {key: US["spot"][key] * ARM_US[key] / US["on_demand"][key] for key in ("vcpu_hour", "gb_hour")}
     worker = (0.25 * arm_spot["vcpu_hour"] + 0.5 * arm_spot["gb_hour"]) * HOURS
     public_ip = SERVICES["public_ipv4_hour"] * HOURS
     expected_idle = (

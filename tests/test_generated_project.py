@@ -49,6 +49,7 @@ def run(command: list[str], cwd: Path, env: dict, timeout: int = 900) -> subproc
     )
 
 
+@pytest.mark.slow
 def test_generated_test_suite_passes(project: Path, tmp_path: Path):
     result = run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist"],
@@ -214,6 +215,7 @@ def test_makefile_recipes_are_tab_indented(project: Path):
 
 # The setting lives in the project's pyproject.toml, the same for every answer
 # set, and a flow run costs ~30 s: one set is enough.
+@pytest.mark.slow
 @pytest.mark.parametrize("answer_set", ["default"], indirect=True)
 def test_first_make_run_succeeds_with_an_empty_prefect_home(project: Path, tmp_path: Path):
     """`make run` on a fresh machine: the throw-away server's first start migrates a new database."""

@@ -219,11 +219,24 @@ def test_makefile_recipes_are_tab_indented(project: Path):
 @pytest.mark.parametrize("answer_set", ["default"], indirect=True)
 def test_first_make_run_succeeds_with_an_empty_prefect_home(project: Path, tmp_path: Path):
     """`make run` on a fresh machine: the throw-away server's first start migrates a new database."""
-    uv = os.environ.get("UV") or shutil.which("uv")
-    if shutil.which("make") is None or uv is None:
-        pytest.skip("needs GNU make and uv")
+    if shutil.which("make") is None:
+        pytest.skip("GNU make is not installed")
     copy = tmp_path / "project"
     shutil.copytree(project, copy)
+    # `uv run` sets UV; a pyenv shim on PATH may not run uv in the project's Python version.
+    candidates = [os.environ.get("UV"), str(Path(sys.base_prefix) / "bin" / "uv"), shutil.which("uv")]
+    uv = next(
+        (
+            candidate
+            for candidate in candidates
+            if candidate
+            and Path(candidate).is_file()
+            and run([candidate, "--version"], copy, dict(os.environ)).returncode == 0
+        ),
+        None,
+    )
+    if uv is None:
+        pytest.skip(f"no uv binary that runs in the project (tried {candidates})")
     env = clean_env(tmp_path) | {
         "MAKEFLAGS": "",
         "PATH": f"{Path(uv).parent}{os.pathsep}{os.environ['PATH']}",

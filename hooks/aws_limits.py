@@ -111,6 +111,11 @@ def _type_error(name: str, spec: dict, value: object) -> str:
             isinstance(value, int) or (isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value))
         ):
             return f"{name} must be a whole number (got {value!r})"
+    elif kind == "bool":
+        # Copier would read any other word as true ("maybe" -> True).
+        words = {"y", "yes", "t", "true", "on", "n", "no", "f", "false", "off"}
+        if not isinstance(value, bool) and not (isinstance(value, str) and value.strip().lower() in words):
+            return f"{name} must be true or false (got {value!r})"
     elif kind == "yaml":
         if isinstance(value, str):
             try:
@@ -143,6 +148,42 @@ def require_answer_types(data: object) -> str:
 
 # Names the generated project already imports or uses as top-level folders.
 SHADOWED_MODULES = frozenset({"prefect", "flows", "tests", "test"})
+
+
+# Validators of copier.yml as functions: Copier compiles a question's inline
+# Jinja validator on every render of the questions; a call to a global is one
+# short expression (benchmarks/README.md, render speed). Each message names its question.
+def project_slug_error(slug: str) -> str:
+    if not re.search(r"^[a-z][a-z0-9-]*[a-z0-9]$", slug) or "--" in slug:
+        return (
+            "project_slug must start with a letter, end with a letter or digit and use only "
+            f'a-z, 0-9 and single hyphens (got "{slug}")'
+        )
+    if len(slug) > SLUG_MAX:
+        return (
+            f'project_slug "{slug}" is {len(slug)} characters; at most {SLUG_MAX} keep every derived '
+            "AWS name (IAM roles: 64, S3 buckets: 63) within its limit"
+        )
+    return ""
+
+
+def owner_error(owner: str) -> str:
+    if not owner.strip():
+        return "owner must not be empty"
+    if len(owner) > 256 or not re.search(r"^[A-Za-z0-9 _.:/=+@-]+$", owner):
+        return (
+            f'owner "{owner}" must be a valid AWS tag value: at most 256 letters, digits, spaces '
+            "and _ . : / = + - @"
+        )
+    return ""
+
+
+def github_repository_error(ci_provider: str, repository: str) -> str:
+    if ci_provider == "github" and not re.search(
+        r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$", repository
+    ):
+        return f'github_repository must be "owner/name" (got "{repository}")'
+    return ""
 
 
 def package_name_error(name: str) -> str:

@@ -8,7 +8,8 @@ from the answers. Formulas:
 - a Fargate task-hour = vCPU x vCPU-hour price + GB x GB-hour price
   (vCPU = cpu units / 1024, GB = memory MiB / 1024);
 - idle month = every always-on task (the worker of each environment, ARM64)
-  x 730 h on its capacity provider, + its public IPv4 address, + secrets, alarms,
+  x 730 h on its capacity provider (FARGATE, or FARGATE_SPOT with
+  worker_on_spot), + its public IPv4 address, + secrets, alarms,
   idle log ingestion and storage, + NAT gateways, load balancers and interface
   VPC endpoints, if any;
 - expected Spot share of flow runs = spot_weight / (spot_weight +
@@ -153,7 +154,7 @@ def facts_from_answers(answers: dict[str, Any]) -> StackFacts:
         worker_cpu=int(answers["worker_cpu"]),
         worker_memory=int(answers["worker_memory"]),
         worker_architecture=WORKER_ARCHITECTURE,
-        worker_spot_share=0.0,
+        worker_spot_share=1.0 if answers.get("worker_on_spot") else 0.0,
         public_ips=workers if public else 0,
         flow_cpu=int(answers["flow_cpu"]),
         flow_memory=int(answers["flow_memory"]),

@@ -10,7 +10,7 @@ sizes, Python version); they get the cheap checks.
 from __future__ import annotations
 
 import yaml
-from copier_spec import REPO, choice_values
+from copier_spec import REPO, choice_values, questions
 
 ANSWER_SETS: dict[str, dict] = {
     "default": {},
@@ -96,3 +96,13 @@ def _sweeps() -> dict[str, dict]:
 
 
 VALUE_SWEEPS: dict[str, dict] = _sweeps()
+
+
+def sets_where(question: str, value: object) -> list[str]:
+    """Names of the answer sets whose `question` (answered or defaulted) is `value`.
+
+    For tests that only apply to some sets: parametrize them on these instead
+    of collecting them everywhere and skipping (see test_workflows.py).
+    """
+    default = questions()[question].get("default")
+    return sorted(name for name, answers in ANSWER_SETS.items() if answers.get(question, default) == value)

@@ -24,6 +24,33 @@ Render = Callable[..., Path]
 
 pytest_plugins = ["tf_fixtures"]
 
+# `pytest -m quick`, the edit loop (README, "How the template is tested"): every
+# static check on these two sets, which between them take the other choice of
+# nearly every shape question (cloud/server, ecr/s3, local/s3 state, github/none
+# CI, one/two environments), plus the checks' own tests on broken fixtures.
+QUICK_SETS = ("default", "s3-server")
+# Modules whose tests are not static checks of one render (many renders, the
+# update path, an emulator or a Prefect server): never quick.
+NOT_QUICK_MODULES = {
+    "test_bad_input.py",
+    "test_update.py",
+    "test_presets.py",
+    "test_escaping.py",
+    "test_crash_recovery.py",
+    "test_emulated_stack.py",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name in NOT_QUICK_MODULES or item.get_closest_marker("slow"):
+            continue
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "swept_project" in params:
+            continue
+        if params.get("answer_set", QUICK_SETS[0]) in QUICK_SETS:
+            item.add_marker(pytest.mark.quick)
+
 
 def _render_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where renders are cached: shared by the xdist workers of one run, never across runs.

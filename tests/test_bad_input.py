@@ -62,6 +62,8 @@ BAD_ANSWERS: dict[str, tuple[str, dict]] = {
     "unknown prefect backend": ("prefect_backend", {"prefect_backend": "oss"}),
     "unknown code storage": ("code_storage", {"code_storage": "git"}),
     "unknown CI": ("ci_provider", {"ci_provider": "gitlab"}),
+    "worker on Spot as a word": ("worker_on_spot", {"worker_on_spot": "maybe"}),
+    "worker on Spot as a number": ("worker_on_spot", {"worker_on_spot": 2}),
     # environments
     "no environment": ("environments", {"environments": []}),
     "unknown environment": ("environments", {"environments": ["dev", "qa"]}),

@@ -36,6 +36,7 @@ ARM_US = PRICES["fargate_arm64"]["reference_on_demand"]
 SERVICES = PRICES["services"]
 IDLE_LOG_GB = PRICES["assumptions"]["idle_log_gb_per_environment_month"]
 ON_DEMAND_PRESET = REPO / "presets" / "regulated-prod.yml"
+SPOT_WORKER_PRESET = REPO / "presets" / "minimal-dev.yml"
 
 
 def _load_stack_cost():
@@ -155,6 +156,30 @@ def test_on_demand_only_preset_costs_what_the_prices_say(render):
     assert result.flow_run.on_demand == pytest.approx(on_demand)
     assert result.flow_run.blended == pytest.approx(on_demand)
     assert any("assign_public_ip" in problem for problem in reading.problems)
+
+
+def test_spot_worker_preset_costs_what_the_prices_say(render):
+    preset = yaml.safe_load(SPOT_WORKER_PRESET.read_text())
+    assert preset["worker_on_spot"] is True, "this test needs the preset whose worker runs on Spot"
+    reading = stack_cost.read_project(render(preset))
+    result = estimate(reading.facts)
+
+    # One dev environment in us-east-1 (the preset leaves the region), worker 256 cpu / 512 MiB on
+    # ARM64 Fargate Spot: us-east-1's x86 Spot price x the ARM64/x86 on-demand ratio, per dimension.
+    assert reading.facts.worker_spot_share == 1
+    arm_spot = {key: US["spot"][key] * ARM_US[key] / US["on_demand"][key] for key in ("vcpu_hour", "gb_hour")}
+    worker = (0.25 * arm_spot["vcpu_hour"] + 0.5 * arm_spot["gb_hour"]) * HOURS
+    public_ip = SERVICES["public_ipv4_hour"] * HOURS
+    expected_idle = (
+        worker
+        + public_ip
+        + SERVICES["secret_month"]
+        + SERVICES["alarm_month"]
+        + logs_month(1, preset["log_retention_days"])
+    )
+    assert result.idle_total == pytest.approx(expected_idle, rel=1e-9)
+    assert "100% Spot ARM64" in result.idle[0].item
+    assert result.idle_total <= 7.0, "issue 15: minimal-dev idles at $7 a month or less"
 
 
 def test_answers_and_terraform_give_the_same_cost_facts(project):

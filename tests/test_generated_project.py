@@ -51,6 +51,7 @@ def run(command: list[str], cwd: Path, env: dict, timeout: int = 900) -> subproc
     )
 
 
+@pytest.mark.slow
 def test_generated_test_suite_passes(project: Path, tmp_path: Path):
     result = run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist"],
@@ -329,3 +330,59 @@ def test_dependency_image_tag_covers_every_file_that_shapes_the_image(render, tm
     (project / "uv.lock").unlink()
     missing = run(["make", "--silent", "image-tag"], project, env, timeout=60)
     assert missing.returncode != 0 and "uv.lock" in missing.stderr
+
+
+# The setting lives in the project's pyproject.toml, the same for every answer
+# set, and a flow run costs ~30 s: one set is enough.
+@pytest.mark.slow
+@pytest.mark.parametrize("answer_set", ["default"], indirect=True)
+def test_first_make_run_succeeds_with_an_empty_prefect_home(project: Path, tmp_path: Path):
+    """`make run` on a fresh machine: the throw-away server's first start migrates a new database."""
+    if shutil.which("make") is None:
+        pytest.skip("GNU make is not installed")
+    copy = tmp_path / "project"
+    shutil.copytree(project, copy)
+    # `uv run` sets UV; a pyenv shim on PATH may not run uv in the project's Python version.
+    candidates = [os.environ.get("UV"), str(Path(sys.base_prefix) / "bin" / "uv"), shutil.which("uv")]
+    uv = next(
+        (
+            candidate
+            for candidate in candidates
+            if candidate
+            and Path(candidate).is_file()
+            and run([candidate, "--version"], copy, dict(os.environ)).returncode == 0
+        ),
+        None,
+    )
+    if uv is None:
+        pytest.skip(f"no uv binary that runs in the project (tried {candidates})")
+    env = clean_env(tmp_path) | {
+        "MAKEFLAGS": "",
+        "PATH": f"{Path(uv).parent}{os.pathsep}{os.environ['PATH']}",
+        # `uv run` uses this interpreter's environment, which has the project's
+        # dependencies, instead of installing them into a new .venv.
+        "UV_PROJECT_ENVIRONMENT": sys.prefix,
+        "UV_NO_SYNC": "1",
+        "PYTHONPATH": "src",
+    }
+    prefect_home = Path(env["PREFECT_HOME"])
+    assert not prefect_home.exists()
+
+    timeout = run(
+        [
+            sys.executable,
+            "-c",
+            "from prefect.settings import get_current_settings as s; "
+            "print(s().server.ephemeral.startup_timeout_seconds)",
+        ],
+        copy,
+        env,
+    )
+    assert timeout.stdout.strip() == "180", "pyproject.toml must raise the ephemeral server's startup timeout"
+
+    result = run(["make", "--no-print-directory", "run", "FLOW=etl"], copy, env, timeout=600)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert "Timed out while attempting to connect" not in output
+    assert re.search(r"Flow run '[\w-]+' - Finished in state Completed\(\)", output), output[-2000:]
+    assert prefect_home.is_dir(), "the run did not use the empty PREFECT_HOME"

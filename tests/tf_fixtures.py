@@ -3,6 +3,11 @@
 * `terraform_bin`  path of `terraform`, or skip (fmt needs nothing else)
 * `tf_env`         environment for `tf_tools.run_terraform`: CLI config using the
                    provider mirror, one plugin cache shared by the whole run
+* `checkov_scan(target) -> report`
+                   checkov's findings for "infra-<answer set>", "docker-<answer set>"
+                   or "fixture-<name>" (tests/fixtures/tf/<name>): one checkov
+                   process per run scans every answer set the run's checkov
+                   tests use (tests/checkov_batch.py)
 * `initialized_infra(project) -> Path`
                    a private copy of `project/infra` whose every root
                    (envs/*, bootstrap) ran `terraform init -backend=false`;
@@ -16,11 +21,15 @@ project's roots once, and different answer sets still run in parallel.
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
 
+import checkov_batch
 import pytest
+from answer_sets import ANSWER_SETS
 from tf_tools import (
     TerraformError,
     copy_infra,
@@ -83,3 +92,51 @@ def initialized_infra(
         return copies[project]
 
     return _initialized
+
+
+CHECKOV_FIXTURES = Path(__file__).parent / "fixtures" / "tf"
+
+
+def _shared_tmp(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """A directory shared by the xdist workers of this run (the parent of their basetemps)."""
+    base = tmp_path_factory.getbasetemp()
+    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / name
+    shared.mkdir(parents=True, exist_ok=True)
+    return shared
+
+
+@pytest.fixture(scope="session")
+def checkov_scan(
+    request: pytest.FixtureRequest, render, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[[str], dict]:
+    reason = checkov_batch.uvx_missing()
+    if reason:
+        pytest.skip(reason)
+    # Every worker collected the same items, so each derives the same batch.
+    sets = sorted(
+        {
+            item.callspec.params["answer_set"]
+            for item in request.session.items
+            if "checkov_scan" in getattr(item, "fixturenames", ())
+            and "answer_set" in getattr(getattr(item, "callspec", None), "params", {})
+        }
+    )
+    shared = _shared_tmp(tmp_path_factory, "checkov")
+    results = shared / "reports.json"
+    with open(shared / "batch.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        reports = json.loads(results.read_text()) if results.exists() else {}
+        if not reports or not all(f"infra-{name}" in reports for name in sets):
+            targets = {f"fixture-{name}": CHECKOV_FIXTURES / name for name in ("bad_checkov",)}
+            for name in sets:
+                project = render(ANSWER_SETS[name])
+                targets[f"infra-{name}"] = project / "infra"
+                targets[f"docker-{name}"] = project / "Dockerfile"
+            reports = checkov_batch.scan(targets, shared, ("terraform", "dockerfile"))
+            results.write_text(json.dumps(reports))
+
+    def _report(target: str) -> dict:
+        assert target in reports, f"checkov_scan has no report for {target!r} (scanned: {sorted(reports)})"
+        return reports[target]
+
+    return _report

@@ -1,0 +1,3 @@
+output "logs_id" {
+  value = null_resource.logs_0.id
+}

@@ -1,0 +1,3 @@
+output "network_id" {
+  value = null_resource.network_0.id
+}

@@ -1,0 +1,3 @@
+output "queue_id" {
+  value = null_resource.queue_0.id
+}

@@ -1,0 +1,3 @@
+output "secrets_id" {
+  value = null_resource.secrets_0.id
+}

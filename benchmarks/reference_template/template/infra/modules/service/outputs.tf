@@ -1,0 +1,3 @@
+output "service_id" {
+  value = null_resource.service_0.id
+}

@@ -1,0 +1,3 @@
+output "storage_id" {
+  value = null_resource.storage_0.id
+}

@@ -1,0 +1,3 @@
+output "bootstrap_id" {
+  value = null_resource.bootstrap_0.id
+}

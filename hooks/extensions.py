@@ -76,6 +76,8 @@ class TemplateExtension(Extension):
         )
         environment.globals.update(
             fargate_size_error=aws_limits.fargate_size_error,
+            dask_min_workers_error=aws_limits.dask_min_workers_error,
+            dask_max_workers_error=aws_limits.dask_max_workers_error,
             labels_error=aws_limits.labels_error,
             package_name_error=aws_limits.package_name_error,
             require_answer_types=aws_limits.require_answer_types,

@@ -83,5 +83,8 @@ class TemplateExtension(Extension):
             require_answer_types=aws_limits.require_answer_types,
             slug_max=aws_limits.SLUG_MAX,
             cost_estimate=costs.cost_estimate,
+            dask_run_hour=costs.dask_run_hour,
+            dask_client_cpu=costs.DASK_CLIENT_CPU,
+            dask_client_memory=costs.DASK_CLIENT_MEMORY,
             usd=costs.usd,
         )

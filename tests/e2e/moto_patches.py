@@ -168,9 +168,24 @@ def _fargate_tasks_get_their_public_ip() -> None:
     Task.__init__ = init
 
 
+def _referenced_group_rules_keep_their_description() -> None:
+    """A rule that references a security group reports its description, as in AWS.
+
+    moto stores it with the referenced group but reads it only from CIDR rules,
+    so Terraform would plan to add it again after every apply.
+    """
+    from moto.ec2.models.security_groups import SecurityGroupRule
+
+    def description(self: SecurityGroupRule) -> str | None:
+        return self.ip_range.get("Description") or (self.source_group or {}).get("Description")
+
+    SecurityGroupRule.description = property(description)
+
+
 def apply(capture_file: Path) -> None:
     _record_run_task(capture_file)
     _keep_dropped_service_fields()
     _requests_count_as_tls()
     _fargate_tasks_without_container_memory()
     _fargate_tasks_get_their_public_ip()
+    _referenced_group_rules_keep_their_description()

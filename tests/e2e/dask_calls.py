@@ -22,6 +22,7 @@ import contextlib
 import fnmatch
 import importlib.util
 import json
+import sys
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +54,7 @@ def load_dask_cluster(project: Path) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"rendered_dask_cluster_{abs(hash(path))}", path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -179,7 +181,7 @@ def _matches(pattern: str, value: str, *, case_sensitive: bool = True) -> bool:
 def _condition_holds(conditions: dict[str, dict[str, Any]], context: dict[str, str]) -> bool:
     for operator, keys in conditions.items():
         for key, values in keys.items():
-            values = values if isinstance(values, list) else [values]
+            values = as_list(values)
             actual = context.get(key)
             if actual is None:
                 return False
@@ -192,6 +194,11 @@ def _condition_holds(conditions: dict[str, dict[str, Any]], context: dict[str, s
             if not ok:
                 return False
     return True
+
+
+def as_list(value: Any) -> list:
+    """IAM JSON writes a single action, resource or condition value without a list."""
+    return value if isinstance(value, list) else [value]
 
 
 def allowing_statements(statements: list[dict], permission: Permission) -> list[dict]:

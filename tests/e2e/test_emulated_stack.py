@@ -289,7 +289,7 @@ def test_dask_cluster_calls_are_exactly_what_the_flow_run_role_allows(
         if not any(statement in dask_calls.allowing_statements([statement], p) for p in needed)
     ]
     assert not unused, f"statements no call needs: {unused}"
-    granted = {action for statement in launch for action in statement["Action"]}
+    granted = {action for statement in launch for action in dask_calls.as_list(statement["Action"])}
     assert granted == {permission.action for permission in needed}
     # Scoped: not another family in this cluster, not this family in another cluster.
     task_definition = next(p.resource for p in needed if p.action == "ecs:RunTask")

@@ -24,6 +24,7 @@ import importlib.util
 import json
 import sys
 import urllib.request
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -115,9 +116,12 @@ def record_cluster_calls(dask_cluster: ModuleType, env: dict[str, str], image: s
                 await asyncio.wait_for(scheduler.close(), START_TIMEOUT)
             await cluster._delete_scheduler_task_definition_arn()
             await cluster._delete_worker_task_definition_arn()
-            # Already deregistered: the finalizers dask_cloudprovider set must not try again.
-            cluster._scheduler_task_definition_arn_provided = True
-            cluster._worker_task_definition_arn_provided = True
+            # Already deregistered: the finalizers dask_cloudprovider set would try
+            # again at exit, on a closed event loop.
+            for finalizer in list(weakref.finalize._registry):
+                info = finalizer.peek()  # (object, function, args, kwargs) or None
+                if info and info[1] == cluster.sync:
+                    finalizer.detach()
 
     asyncio.run(run())
     return calls

@@ -54,6 +54,28 @@ def fargate_size_error(cpu: object, memory: object) -> str:
     return ""
 
 
+# Adaptive Dask clusters: each worker is its own Fargate task, and a new
+# account's default Fargate quota is a few hundred vCPU; beyond this bound a
+# team should raise the quota and this limit together, deliberately.
+DASK_MAX_WORKERS = 100
+
+
+def dask_min_workers_error(minimum: object) -> str:
+    """Return why `minimum` is not a valid adaptive minimum, or an empty string."""
+    if isinstance(minimum, bool) or not isinstance(minimum, int) or not 0 <= minimum <= DASK_MAX_WORKERS:
+        return f"must be a whole number from 0 to {DASK_MAX_WORKERS} (got {minimum!r})"
+    return ""
+
+
+def dask_max_workers_error(minimum: object, maximum: object) -> str:
+    """Return why `maximum` is not a valid adaptive maximum for `minimum`, or an empty string."""
+    if isinstance(maximum, bool) or not isinstance(maximum, int) or not 1 <= maximum <= DASK_MAX_WORKERS:
+        return f"must be a whole number from 1 to {DASK_MAX_WORKERS} (got {maximum!r})"
+    if isinstance(minimum, int) and maximum < minimum:
+        return f"{maximum} is below dask_min_workers ({minimum})"
+    return ""
+
+
 # Prefect takes any string as a deployment tag (its schemas constrain neither
 # characters nor length), and the labels reach only prefect.yaml through
 # yaml_string, so "team:web" or "env:prod" are fine. Rejected is only what

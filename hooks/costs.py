@@ -286,3 +286,47 @@ def cost_estimate(answers: dict[str, Any]) -> CostEstimate:
 def usd(amount: float, places: int = 2) -> str:
     """`$1,234.50`; small per-hour prices get more places (`usd(x, 4)`)."""
     return f"${amount:,.{places}f}"
+
+
+# The Dask flow's client is the flow run itself, on the size its deployment in
+# prefect.yaml gives it (on-demand, like the scheduler).
+DASK_CLIENT_CPU = 512
+DASK_CLIENT_MEMORY = 1024
+
+
+@dataclass(frozen=True)
+class DaskRunHour:
+    """One hour of a Dask flow run: client + scheduler on on-demand, workers as answered."""
+
+    workers_on_spot: bool
+    min_workers: int
+    max_workers: int
+    client: float
+    scheduler: float
+    worker: float  # one worker, on Spot or on-demand as answered
+    public_ipv4: float  # per task, included in the three prices above
+
+    def total(self, workers: int) -> float:
+        return self.client + self.scheduler + workers * self.worker
+
+
+def dask_run_hour(answers: dict[str, Any], prices: dict[str, Any] | None = None) -> DaskRunHour | None:
+    """Jinja global: the hourly price of a Dask flow run at the answered sizes (None without Dask)."""
+    if not answers.get("dask_cluster"):
+        return None
+    rates = region_prices(answers["aws_region"], prices)
+    # Every task gets a public IPv4 address in the new VPC (no NAT gateway).
+    ip = rates.services["public_ipv4_hour"] if answers["network_mode"] == "new_vpc" else 0.0
+    spot = bool(answers["dask_workers_on_spot"])
+    worker_rates = rates.spot if spot else rates.on_demand
+    scheduler_size = int(answers["dask_scheduler_cpu"]), int(answers["dask_scheduler_memory"])
+    worker_size = int(answers["dask_worker_cpu"]), int(answers["dask_worker_memory"])
+    return DaskRunHour(
+        workers_on_spot=spot,
+        min_workers=int(answers["dask_min_workers"]),
+        max_workers=int(answers["dask_max_workers"]),
+        client=rates.on_demand.task_hour(DASK_CLIENT_CPU, DASK_CLIENT_MEMORY) + ip,
+        scheduler=rates.on_demand.task_hour(*scheduler_size) + ip,
+        worker=worker_rates.task_hour(*worker_size) + ip,
+        public_ipv4=ip,
+    )

@@ -76,6 +76,8 @@ class TemplateExtension(Extension):
         )
         environment.globals.update(
             fargate_size_error=aws_limits.fargate_size_error,
+            dask_min_workers_error=aws_limits.dask_min_workers_error,
+            dask_max_workers_error=aws_limits.dask_max_workers_error,
             labels_error=aws_limits.labels_error,
             package_name_error=aws_limits.package_name_error,
             project_slug_error=aws_limits.project_slug_error,
@@ -84,5 +86,8 @@ class TemplateExtension(Extension):
             require_answer_types=aws_limits.require_answer_types,
             slug_max=aws_limits.SLUG_MAX,
             cost_estimate=costs.cost_estimate,
+            dask_run_hour=costs.dask_run_hour,
+            dask_client_cpu=costs.DASK_CLIENT_CPU,
+            dask_client_memory=costs.DASK_CLIENT_MEMORY,
             usd=costs.usd,
         )

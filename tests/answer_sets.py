@@ -23,6 +23,17 @@ ANSWER_SETS: dict[str, dict] = {
         "environments": ["dev", "staging"],
         "python_version": "3.11",
         "labels": ["ingest", "hourly"],
+        # Dask on an e2e set: the emulated stack applies the dask module and the
+        # IAM proof runs FargateCluster against it (no extra apply); s3 storage
+        # also covers workers that run the dependency image without the code.
+        "dask_cluster": True,
+        "dask_scheduler_cpu": 512,
+        "dask_scheduler_memory": 2048,
+        "dask_worker_cpu": 4096,
+        "dask_worker_memory": 16384,
+        "dask_min_workers": 0,
+        "dask_max_workers": 20,
+        "dask_workers_on_spot": True,
     },
     "existing-vpc-multi-env": {
         "project_name": "Finance Reporting",

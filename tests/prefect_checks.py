@@ -211,7 +211,7 @@ def sample_job_variables(answers: dict, env: str | None = None) -> dict:
         if answers["prefect_backend"] == "cloud"
         else "prefect_api_auth_string_secret_arn"
     )
-    return {
+    sample = {
         "cluster": f"arn:aws:ecs:{region}:{ACCOUNT}:cluster/{name}",
         "vpc_id": "vpc-0123456789abcdef0",
         "network_configuration": {
@@ -234,6 +234,23 @@ def sample_job_variables(answers: dict, env: str | None = None) -> dict:
         secret_key: f"arn:aws:secretsmanager:{region}:{ACCOUNT}:secret:{name}-prefect-AbCdEf",
         "labels": {"project": answers["project_slug"], "environment": env, "owner": answers["owner"]},
     }
+    if answers.get("dask_cluster"):
+        # Where the Dask flow starts its cluster (infra/modules/dask via the stack's output).
+        sample["env"] = {
+            "DASK_ECS_CLUSTER_ARN": sample["cluster"],
+            "DASK_ECS_REGION": region,
+            "DASK_ECS_VPC_ID": sample["vpc_id"],
+            "DASK_ECS_SUBNETS": ",".join(sample["network_configuration"]["subnets"]),
+            "DASK_ECS_SECURITY_GROUPS": "sg-0fedcba9876543210",
+            "DASK_ECS_ASSIGN_PUBLIC_IP": str(answers["network_mode"] == "new_vpc").lower(),
+            "DASK_ECS_EXECUTION_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/{name}-dask-execution",
+            "DASK_ECS_TASK_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/{name}-dask-task",
+            "DASK_ECS_LOG_GROUP": f"/ecs/{name}/dask",
+            "DASK_ECS_NAME_PREFIX": f"{name}-dask",
+            "DASK_ECS_WORKER_PORT": "8788",
+            "DASK_ECS_NANNY_PORT": "8789",
+        }
+    return sample
 
 
 def _key_shape(value: Any) -> Any:

@@ -107,6 +107,29 @@ BAD_ANSWERS: dict[str, tuple[str, dict]] = {
     "flow memory too large for cpu": ("flow_memory", {"flow_cpu": 256, "flow_memory": 4096}),
     "flow memory off the 8192 grid": ("flow_memory", {"flow_cpu": 16384, "flow_memory": 36864}),
     "flow memory negative": ("flow_memory", {"flow_memory": -2048}),
+    "dask scheduler memory too small": (
+        "dask_scheduler_memory",
+        {"dask_cluster": True, "dask_scheduler_cpu": 4096, "dask_scheduler_memory": 4096},
+    ),
+    "dask worker memory off the step": (
+        "dask_worker_memory",
+        {"dask_cluster": True, "dask_worker_cpu": 8192, "dask_worker_memory": 17000},
+    ),
+    "dask worker cpu not a fargate size": (
+        "dask_worker_cpu",
+        {"dask_cluster": True, "dask_worker_cpu": 3000},
+    ),
+    "dask min workers negative": ("dask_min_workers", {"dask_cluster": True, "dask_min_workers": -1}),
+    "dask max workers below min": (
+        "dask_max_workers",
+        {"dask_cluster": True, "dask_min_workers": 5, "dask_max_workers": 2},
+    ),
+    "dask max workers zero": (
+        "dask_max_workers",
+        {"dask_cluster": True, "dask_min_workers": 0, "dask_max_workers": 0},
+    ),
+    "dask max workers unbounded": ("dask_max_workers", {"dask_cluster": True, "dask_max_workers": 5000}),
+    "dask max workers a word": ("dask_max_workers", {"dask_cluster": True, "dask_max_workers": "many"}),
 }
 
 

@@ -232,3 +232,47 @@ def test_rendered_readme_cost_table_agrees_with_stack_cost(render):
     rows = _table_amounts(readme)
     expected = _expected_rows(project)
     assert {label: rows.get(label) for label in expected} == expected
+
+
+def test_dask_run_hour_is_what_the_prices_say(render):
+    """Client and scheduler on-demand, workers on Spot, a public IPv4 per task (new VPC)."""
+    from answer_sets import ANSWER_SETS
+
+    answers = ANSWER_SETS["s3-server"]
+    assert answers["dask_cluster"] and answers["dask_workers_on_spot"]
+    project = render(answers)
+    ip = SERVICES["public_ipv4_hour"]
+
+    def hour(rates: dict, cpu: int, memory: int) -> float:
+        return cpu / 1024 * rates["vcpu_hour"] + memory / 1024 * rates["gb_hour"] + ip
+
+    client = hour(US["on_demand"], 512, 1024)
+    scheduler = hour(US["on_demand"], answers["dask_scheduler_cpu"], answers["dask_scheduler_memory"])
+    worker = hour(US["spot"], answers["dask_worker_cpu"], answers["dask_worker_memory"])
+    readme_rows = _table_amounts((project / "README.md").read_text())
+    expected = {
+        "Flow run, the Dask client (0.5 vCPU, 1 GB, on-demand)": f"${client:,.4f}",
+        "Dask scheduler (0.5 vCPU, 2 GB, on-demand)": f"${scheduler:,.4f}",
+        "One Dask worker (4 vCPU, 16 GB, Spot)": f"${worker:,.4f}",
+        "Dask run at the minimum of 0 workers": f"${client + scheduler:,.4f}",
+        "Dask run at the maximum of 20 workers": f"${client + scheduler + 20 * worker:,.4f}",
+    }
+    assert {label: readme_rows.get(label) for label in expected} == expected
+    # The client size the cost assumes is the one its deployment asks for.
+    deployment = next(
+        d
+        for d in yaml.safe_load((project / "prefect.yaml").read_text())["deployments"]
+        if d["name"] == "primes-weekly"
+    )
+    assert (
+        deployment["work_pool"]["job_variables"]["cpu"],
+        deployment["work_pool"]["job_variables"]["memory"],
+    ) == (
+        512,
+        1024,
+    )
+
+
+def test_no_dask_rows_without_dask(render):
+    readme = (render({}) / "README.md").read_text()
+    assert "Dask" not in readme

@@ -59,7 +59,9 @@ def test_generated_test_suite_passes(project: Path, tmp_path: Path):
         clean_env(tmp_path),
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert re.search(r"\b1\d passed\b", result.stdout), result.stdout[-500:]
+    # The Dask flow's tests (dask_cluster) add 8 to the 1x of the other examples.
+    count = r"2\d" if answers_of(project).get("dask_cluster") else r"1\d"
+    assert re.search(rf"\b{count} passed\b", result.stdout), result.stdout[-500:]
 
 
 def test_rendered_python_is_ruff_clean(project: Path, tmp_path: Path):

@@ -28,6 +28,11 @@ WILDCARD_RESOURCE_ACTIONS: dict[str, str] = {
     "ecs:DeregisterTaskDefinition": "ECS supports no resource-level permissions for it",
     "ec2:DescribeVpcs": "EC2 Describe* actions cannot be scoped to resources",
     "ec2:DescribeSubnets": "EC2 Describe* actions cannot be scoped to resources",
+    # The Dask flow's FargateCluster (infra/modules/dask): it reads the ENI of
+    # each scheduler/worker task for its IP, and checks the account's
+    # taskLongArnFormat setting before RunTask.
+    "ec2:DescribeNetworkInterfaces": "EC2 Describe* actions cannot be scoped to resources",
+    "ecs:ListAccountSettings": "account settings have no resource type",
 }
 
 

@@ -171,7 +171,10 @@ def write_override(root: Path, endpoint: str, *, local_backend: bool) -> Path:
             '  secret_key                  = "test"\n'
             "  skip_credentials_validation = true\n"
             "  skip_metadata_api_check     = true\n"
-            "  skip_requesting_account_id  = true\n"
+            # The account id comes from moto's STS, as from AWS's: the provider
+            # compares it with a referenced security group's owner and would
+            # otherwise plan "<account>/sg-..." -> "sg-..." after every apply.
+            "  skip_requesting_account_id  = false\n"
             "  s3_use_path_style           = true\n"
             "  endpoints {\n"
             f"{endpoints}\n"

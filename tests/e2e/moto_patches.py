@@ -142,8 +142,50 @@ def _fargate_tasks_without_container_memory() -> None:
     EC2ContainerServiceBackend._calculate_task_resource_requirements = staticmethod(calculate)
 
 
+def _fargate_tasks_get_their_public_ip() -> None:
+    """A task RunTask starts with assignPublicIp ENABLED has a public IP on its ENI, as in AWS.
+
+    moto creates the task's ENI without one; dask_cloudprovider reads it
+    (DescribeNetworkInterfaces ... Association.PublicIp) for every task it starts.
+    """
+    from moto.ec2.models import ec2_backends
+    from moto.ec2.utils import random_public_ip
+    from moto.ecs.models import Task
+
+    original = Task.__init__
+
+    def init(self: Task, *args, **kwargs) -> None:
+        original(self, *args, **kwargs)
+        awsvpc = (getattr(self, "network_configuration", None) or {}).get("awsvpcConfiguration", {})
+        if awsvpc.get("assignPublicIp") != "ENABLED":
+            return
+        backend = ec2_backends[self._account_id][self.region_name]
+        for attachment in self.attachments:
+            for detail in attachment["details"]:
+                if detail["name"] == "networkInterfaceId":
+                    backend.get_network_interface(detail["value"]).public_ip = random_public_ip()
+
+    Task.__init__ = init
+
+
+def _referenced_group_rules_keep_their_description() -> None:
+    """A rule that references a security group reports its description, as in AWS.
+
+    moto stores it with the referenced group but reads it only from CIDR rules,
+    so Terraform would plan to add it again after every apply.
+    """
+    from moto.ec2.models.security_groups import SecurityGroupRule
+
+    def description(self: SecurityGroupRule) -> str | None:
+        return self.ip_range.get("Description") or (self.source_group or {}).get("Description")
+
+    SecurityGroupRule.description = property(description)
+
+
 def apply(capture_file: Path) -> None:
     _record_run_task(capture_file)
     _keep_dropped_service_fields()
     _requests_count_as_tls()
     _fargate_tasks_without_container_memory()
+    _fargate_tasks_get_their_public_ip()
+    _referenced_group_rules_keep_their_description()

@@ -21,6 +21,7 @@ import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import dask_calls
 import emulator
 import pytest
 from answer_sets import ANSWER_SETS
@@ -335,6 +336,116 @@ def test_broken_render_stops_the_pipeline_at_the_right_step(stacks: Stacks, name
         stack = stacks.applied_stack(f"broken-{name}")
         launch_flow_run(stacks, stack)
     assert failure.value.step == expected_step, str(failure.value)
+
+
+DASK_E2E_ANSWER_SETS = [name for name in E2E_ANSWER_SETS if ANSWER_SETS[name].get("dask_cluster")]
+
+
+@pytest.mark.parametrize("name", DASK_E2E_ANSWER_SETS)
+def test_dask_cluster_calls_are_exactly_what_the_flow_run_role_allows(
+    stacks: Stacks, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Dask flow's FargateCluster, given the work pool's env, against the applied stack."""
+    stack = _applied(stacks, name)
+    outputs = stack.outputs[stack.environments[0]]
+    job_variables = outputs["work_pool_job_variables"]
+    dask_env = job_variables["env"]
+    region, server = stack.project.region, stack.server
+    for key, value in server.client_env(region).items():
+        monkeypatch.setenv(key, value)
+    dask_calls.prepare_emulator(server, region)
+    try:
+        with step("dask-cluster"):
+            module = dask_calls.load_dask_cluster(stack.project.project)
+            calls = dask_calls.record_cluster_calls(module, dask_env, f"{outputs['ecr_repository_url']}:e2e")
+    finally:
+        dask_calls.set_task_progression(server, "immediate")
+
+    operations = [f"{call.service}:{call.operation}" for call in calls]
+    for operation in (
+        "ecs:RegisterTaskDefinition",
+        "ecs:RunTask",
+        "ecs:StopTask",
+        "ecs:DeregisterTaskDefinition",
+    ):
+        assert operations.count(operation) == 2, (operation, operations)  # scheduler and worker
+
+    # Every call is allowed by the flow-run task role's policies ...
+    iam = server.client("iam", region)
+    policies = dask_calls.role_statements(iam, job_variables["task_role_arn"].rsplit("/", 1)[-1])
+    statements = [statement for policy in policies.values() for statement in policy]
+    prefix = dask_calls._arn_prefix(job_variables["cluster"])
+    needed = [permission for call in calls for permission in dask_calls.required_permissions(call, prefix)]
+    denied = [
+        permission for permission in needed if not dask_calls.allowing_statements(statements, permission)
+    ]
+    assert not denied, "calls the flow-run role does not allow:\n" + "\n".join(map(str, denied))
+    # ... and the Dask policy grants nothing those calls do not use.
+    launch = policies["launch-dask-cluster"]
+    unused = [
+        statement
+        for statement in launch
+        if not any(statement in dask_calls.allowing_statements([statement], p) for p in needed)
+    ]
+    assert not unused, f"statements no call needs: {unused}"
+    granted = {action for statement in launch for action in dask_calls.as_list(statement["Action"])}
+    assert granted == {permission.action for permission in needed}
+    # Scoped: not another family in this cluster, not this family in another cluster.
+    task_definition = next(p.resource for p in needed if p.action == "ecs:RunTask")
+    other_family = f"{prefix}:task-definition/{job_variables['family']}:1"
+    cluster = (("ecs:cluster", job_variables["cluster"]),)
+    other_cluster = (("ecs:cluster", f"{prefix}:cluster/someone-else"),)
+    assert not dask_calls.allowing_statements(
+        launch, dask_calls.Permission("ecs:RunTask", other_family, cluster)
+    )
+    assert not dask_calls.allowing_statements(
+        launch, dask_calls.Permission("ecs:RunTask", task_definition, other_cluster)
+    )
+    passed = dask_calls.Permission(
+        "iam:PassRole",
+        job_variables["execution_role_arn"],
+        (("iam:PassedToService", "ecs-tasks.amazonaws.com"),),
+    )
+    assert not dask_calls.allowing_statements(launch, passed)
+
+    # The tasks run in this stack: its cluster, subnets, the Dask security group and roles.
+    registered = [call.params for call in calls if call.operation == "RegisterTaskDefinition"]
+    for params in registered:
+        assert params["executionRoleArn"] == dask_env["DASK_ECS_EXECUTION_ROLE_ARN"]
+        assert params["taskRoleArn"] == dask_env["DASK_ECS_TASK_ROLE_ARN"]
+        log_options = params["containerDefinitions"][0]["logConfiguration"]["options"]
+        assert log_options["awslogs-group"] == dask_env["DASK_ECS_LOG_GROUP"]
+    requests = [r for r in server.run_task_requests() if "/dask-" in r["taskDefinition"]]
+    assert len(requests) == 2, requests
+    spot = ANSWER_SETS[name].get("dask_workers_on_spot", True)
+    for request in requests:
+        network = request["networkConfiguration"]["awsvpcConfiguration"]
+        assert request["cluster"] == job_variables["cluster"]
+        assert network["subnets"] == job_variables["network_configuration"]["subnets"]
+        assert network["securityGroups"] == [dask_env["DASK_ECS_SECURITY_GROUPS"]]
+        role = "scheduler" if request["taskDefinition"].rsplit(":", 1)[0].endswith("-scheduler") else "worker"
+        provider = "FARGATE_SPOT" if spot and role == "worker" else "FARGATE"
+        if spot:
+            assert request["capacityProviderStrategy"] == [{"capacityProvider": provider}], request
+        else:
+            assert request["launchType"] == "FARGATE", request
+
+    # Inbound to the Dask tasks: Dask's ports, from the flow runs and from each other only.
+    ec2 = server.client("ec2", region)
+    dask_group = dask_env["DASK_ECS_SECURITY_GROUPS"]
+    flow_run_group = job_variables["network_configuration"]["securityGroups"][0]
+    rules = ec2.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [dask_group]}])
+    inbound = sorted(
+        (
+            rule["FromPort"],
+            rule["ToPort"],
+            rule.get("ReferencedGroupInfo", {}).get("GroupId"),
+            rule.get("CidrIpv4"),
+        )
+        for rule in rules["SecurityGroupRules"]
+        if not rule["IsEgress"]
+    )
+    assert inbound == [(8786, 8787, flow_run_group, None), (8786, 8789, dask_group, None)]
 
 
 def _is_task_definition_of(item: str, families: set[str]) -> bool:

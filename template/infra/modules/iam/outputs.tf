@@ -21,3 +21,8 @@ output "flow_run_task_role_arn" {
   description = "Task role of the flow runs: the permissions the flow code has."
   value       = aws_iam_role.flow_run_task.arn
 }
+
+output "flow_run_task_role_name" {
+  description = "Name of the flow runs' task role, for policies other modules attach to it."
+  value       = aws_iam_role.flow_run_task.name
+}

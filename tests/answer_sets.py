@@ -94,7 +94,15 @@ def _sweeps() -> dict[str, dict]:
     """One render per index, cycling every value-only question's choices."""
     swept = {
         name: choice_values(name)
-        for name in ("aws_region", "log_retention_days", "python_version", "worker_cpu", "flow_cpu")
+        for name in (
+            "aws_region",
+            "log_retention_days",
+            "python_version",
+            "worker_cpu",
+            "flow_cpu",
+            "dask_scheduler_cpu",
+            "dask_worker_cpu",
+        )
     }
     memory_for = {256: 512, 512: 1024, 1024: 2048, 2048: 4096, 4096: 8192, 8192: 16384, 16384: 32768}
     sweeps = {}
@@ -102,6 +110,10 @@ def _sweeps() -> dict[str, dict]:
         answers = {name: values[index % len(values)] for name, values in swept.items()}
         answers["worker_memory"] = memory_for[answers["worker_cpu"]]
         answers["flow_memory"] = memory_for[answers["flow_cpu"]]
+        # The Dask sizes are asked only with a Dask cluster.
+        answers["dask_cluster"] = True
+        answers["dask_scheduler_memory"] = memory_for[answers["dask_scheduler_cpu"]]
+        answers["dask_worker_memory"] = memory_for[answers["dask_worker_cpu"]]
         sweeps[f"sweep-{index:02d}"] = answers
     return sweeps
 

@@ -139,6 +139,7 @@ def _deploy(project: Path, server: PrefectServer, endpoint: str, version: str, *
             "IMAGE_TAG": "deps-0123456789ab",
             "CODE_BUCKET": BUCKET,
             "CODE_VERSION": version,
+            "DEPLOY_ENV": "dev",
         }
     )
     if not names:
@@ -180,7 +181,8 @@ def test_each_deployment_pulls_its_own_version_and_pruning_spares_every_one_in_u
     _deploy(project, prefect_api, moto_s3, "v1")
     (flows / "etl.py").write_text(first_etl + "# second version\n")
     helper.unlink()
-    _deploy(project, prefect_api, moto_s3, "v2", "etl-daily")
+    # `--name` matches prefect.yaml's names before templating: a pattern selects etl-daily-<env>.
+    _deploy(project, prefect_api, moto_s3, "v2", "etl-daily-*")
     # A version no deployment uses any more.
     s3.put_object(Bucket=BUCKET, Key=f"{slug}/v0/src/{package}/flows/etl.py", Body=b"# stale\n")
 
@@ -194,15 +196,17 @@ def test_each_deployment_pulls_its_own_version_and_pruning_spares_every_one_in_u
         with get_client(sync_client=True) as client:
             pulls = {d.name: _pull_arguments(d) for d in client.read_deployments()}
         assert pulls == {
-            "etl-daily": {"bucket": BUCKET, "folder": f"{slug}/v2"},
-            "leaderboard-hourly": {"bucket": BUCKET, "folder": f"{slug}/v1"},
-            "etl-month-end": {"bucket": BUCKET, "folder": f"{slug}/v1"},
+            "etl-daily-dev": {"bucket": BUCKET, "folder": f"{slug}/v2"},
+            "leaderboard-hourly-dev": {"bucket": BUCKET, "folder": f"{slug}/v1"},
+            "etl-month-end-dev": {"bucket": BUCKET, "folder": f"{slug}/v1"},
+            # The crash-recovery handler's deployment pulls the project's code too.
+            f"{slug}-dev": {"bucket": BUCKET, "folder": f"{slug}/v1"},
         }
 
         # A flow run's pull step downloads exactly the version its deployment was deployed with.
         for name, etl_text, has_helper in (
-            ("etl-daily", first_etl + "# second version\n", False),
-            ("etl-month-end", first_etl, True),
+            ("etl-daily-dev", first_etl + "# second version\n", False),
+            ("etl-month-end-dev", first_etl, True),
         ):
             workdir = tmp_path / f"run-{name}"
             workdir.mkdir()

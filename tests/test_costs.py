@@ -262,7 +262,7 @@ def test_dask_run_hour_is_what_the_prices_say(render):
     deployment = next(
         d
         for d in yaml.safe_load((project / "prefect.yaml").read_text())["deployments"]
-        if d["name"] == "primes-weekly"
+        if d["name"].startswith("primes-weekly-")
     )
     assert (
         deployment["work_pool"]["job_variables"]["cpu"],

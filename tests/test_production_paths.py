@@ -47,7 +47,7 @@ def test_worker_image_is_the_full_tag_of_the_pinned_versions(project: Path) -> N
     match = PREFECT_AWS_IMAGE.fullmatch(image)
     assert match, f"worker image {image!r} does not name the Prefect version (<aws>-python<v>-prefect<v>)"
     pins = dict(
-        re.fullmatch(r"([a-z-]+)==(.+)", dependency).groups()  # type: ignore[union-attr]
+        re.fullmatch(r"([a-z-]+)(?:\[[a-z,]+\])?==(.+)", dependency).groups()  # type: ignore[union-attr]
         for dependency in tomllib.loads((project / "pyproject.toml").read_text())["project"]["dependencies"]
         if "==" in dependency
     )

@@ -366,6 +366,7 @@ def test_deploy_role_pushes_only_to_its_environment(github_project: Path) -> Non
         assert [unquote(a) for a in statements["PruneFlowCode"]["actions"]] == ["s3:DeleteObject"]
 
 
+@on_github_sets
 def test_deploy_prunes_unused_code_versions_after_deploying(github_project: Path) -> None:
     runs = [step.get("run", "") for step in steps_of(load_workflow(github_project, "deploy.yml"))]
     deploy = next(index for index, run in enumerate(runs) if "prefect --no-prompt deploy --all" in run)

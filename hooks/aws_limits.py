@@ -87,7 +87,7 @@ LABEL_MAX = 100
 def labels_error(labels: object) -> str:
     """Return why `labels` is not a list of usable Prefect tags, or an empty string."""
     if not isinstance(labels, list):
-        return f"must be a YAML list of strings such as [etl, \"team:web\"] (got {labels!r})"
+        return f'must be a YAML list of strings such as [etl, "team:web"] (got {labels!r})'
     for label in labels:
         if not isinstance(label, str):
             return f"{label!r} is not text: quote it"

@@ -43,7 +43,9 @@ NOT_QUICK_MODULES = {
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if item.path.name in NOT_QUICK_MODULES or item.get_closest_marker("slow"):
+        if item.path.name in NOT_QUICK_MODULES or any(
+            item.get_closest_marker(marker) for marker in ("slow", "e2e", "prefect_server")
+        ):
             continue
         params = getattr(getattr(item, "callspec", None), "params", {})
         if "swept_project" in params:

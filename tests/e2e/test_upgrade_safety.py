@@ -70,6 +70,12 @@ FIRST_RELEASE_ANSWERS: dict[str, dict[str, Any]] = {
 # migration that handles it. Empty: no release has needed one.
 ALLOWED_DESTROYS: dict[str, str] = {}
 
+# Resource types AWS cannot update in place, whose replacement IS the update:
+# a changed ECS task definition registers a new revision, the service rolls onto
+# it and the old revision is deregistered; no running task, data or name is lost.
+# Only a replace (create + delete) is allowed for these, never a plain delete.
+REPLACED_ON_EVERY_CHANGE = {"aws_ecs_task_definition"}
+
 CHECKER_ENV = "dev"
 COPIER_LOCK = threading.Lock()
 
@@ -81,6 +87,7 @@ def destroyed_resources(plan: dict[str, Any]) -> list[str]:
         for change in plan.get("resource_changes", [])
         if "delete" in change["change"]["actions"]
         and not any(fnmatchcase(change["address"], pattern) for pattern in ALLOWED_DESTROYS)
+        and not (change["type"] in REPLACED_ON_EVERY_CHANGE and "create" in change["change"]["actions"])
     )
 
 

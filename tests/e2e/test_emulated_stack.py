@@ -155,6 +155,9 @@ DEFAULT_EGRESS = {
     "worker": {("tcp", 443, 443, "0.0.0.0/0", "HTTPS to the Prefect API, ECR, Docker Hub and AWS APIs")},
     "flow-runs": {("tcp", 443, 443, "0.0.0.0/0", "Outbound TCP 443")},
 }
+# With a Dask cluster, the dask module adds one rule to the flow-run group: the
+# client's way to its scheduler (to the Dask group, so no CIDR).
+DASK_CLIENT_EGRESS = ("tcp", 8786, 8787, None, "Dask client (flow run) to the scheduler and its dashboard")
 CUSTOM_EGRESS_RULES = {
     "worker": {
         ("tcp", 443, 443, "0.0.0.0/0", "Outbound TCP 443"),
@@ -191,7 +194,8 @@ def test_security_groups_have_the_environments_egress_and_no_ingress(stacks: Sta
                 for r in rules
                 if r["IsEgress"]
             }
-            assert egress == expected[group], f"{env} {group}"
+            dask = group == "flow-runs" and stack.project.answers.get("dask_cluster", False)
+            assert egress == expected[group] | ({DASK_CLIENT_EGRESS} if dask else set()), f"{env} {group}"
         flow_groups = outputs["work_pool_job_variables"]["network_configuration"]["securityGroups"]
         assert flow_groups == [
             g["GroupId"]

@@ -99,23 +99,30 @@ class PrefectProject:
     def client(self) -> SyncPrefectClient:
         return SyncPrefectClient(self.prefect.api_url)
 
-    # --- make work-pool ---------------------------------------------------------
-    def create_work_pool(self) -> dict[str, Any]:
-        job_variables = self.project.output_json(self.env, "work_pool_job_variables")
-        built = subprocess.run(
-            [sys.executable, "-m", f"{self.package}.work_pool"],
-            input=job_variables,
+    def run_python(
+        self, args: list[str], input: str | None = None, timeout: int = 120
+    ) -> subprocess.CompletedProcess[str]:
+        """Run this interpreter in the project with the CLI's environment; fail with its stderr."""
+        result = subprocess.run(
+            [sys.executable, *args],
+            input=input,
             cwd=self.root,
             env=self.cli_env(),
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=timeout,
             check=False,
         )
-        if built.returncode != 0:
+        if result.returncode != 0:
             raise AssertionError(
-                f"{self.package}.work_pool exited {built.returncode}:\n{built.stderr[-3000:]}"
+                f"python {' '.join(args[:2])} exited {result.returncode}:\n{result.stderr[-3000:]}"
             )
+        return result
+
+    # --- make work-pool ---------------------------------------------------------
+    def create_work_pool(self) -> dict[str, Any]:
+        job_variables = self.project.output_json(self.env, "work_pool_job_variables")
+        built = self.run_python(["-m", f"{self.package}.work_pool"], input=job_variables)
         template_file = self.root / "build" / f"{self.env}-base-job-template.json"
         template_file.parent.mkdir(exist_ok=True)
         template_file.write_text(built.stdout)
@@ -167,19 +174,7 @@ class PrefectProject:
         module = f"{self.package}.crash_recovery"
         # Twice, as two deploys would: the second updates the first.
         for _ in range(2):
-            built = subprocess.run(
-                [sys.executable, "-m", module, self.env],
-                cwd=self.root,
-                env=self.cli_env(),
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=False,
-            )
-            if built.returncode != 0:
-                raise AssertionError(
-                    f"{module} {self.env} exited {built.returncode}:\n{built.stderr[-3000:]}"
-                )
+            built = self.run_python(["-m", module, self.env])
         return [built.stdout.strip()]
 
     def crash_recovery_runs(self, flow_run_id: uuid.UUID) -> list[FlowRun]:
@@ -199,17 +194,7 @@ class PrefectProject:
             f"from {self.package}.crash_recovery import crash_recovery\n"
             "print(crash_recovery(**json.loads(sys.argv[1]), return_state=True).message)\n"
         )
-        result = subprocess.run(
-            [sys.executable, "-c", code, json.dumps(handler_run.parameters)],
-            cwd=self.root,
-            env=self.cli_env(),
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise AssertionError(f"crash_recovery exited {result.returncode}:\n{result.stderr[-3000:]}")
+        result = self.run_python(["-c", code, json.dumps(handler_run.parameters)], timeout=180)
         return result.stdout.strip().splitlines()[-1]
 
     # --- the worker ---------------------------------------------------------------
@@ -390,8 +375,9 @@ def check_run_task(side: PrefectProject, request: dict[str, Any]) -> None:
     assert variables["labels"].keys() == {"project", "environment", "owner"}, variables["labels"]
     assert sent.items() >= variables["labels"].items(), sent
     flow_run_id = uuid.UUID(sent["prefect.io/flow-run-id"])
+    deployment_id = side.read_flow_run(flow_run_id).deployment_id
     with side.client() as client:
-        deployment = client.read_deployment(side.read_flow_run(flow_run_id).deployment_id)
+        deployment = client.read_deployment(deployment_id)
     assert sent["prefect.io/deployment-name"] == deployment.name, sent
     (task,) = ecs.describe_tasks(
         cluster=request["cluster"], tasks=request["startedTaskArns"], include=["TAGS"]

@@ -118,8 +118,12 @@ class Stacks:
         self.applied: dict[str, Future] = {}
         self.destroyed: dict[str, Future] = {}
         self.kept: set[str] = set()
-        self.pool = ThreadPoolExecutor(max_workers=8)
-        self._prefect_server: Future | None = None
+        self.pool = ThreadPoolExecutor(max_workers=16)
+        # One Prefect server (workspace) per project: the example deployments
+        # of two projects have the same flow and deployment names, and Prefect
+        # identifies a deployment by those, so one workspace would let the last
+        # deploy take over the others' deployments.
+        self._prefect_servers: dict[str, Future] = {}
 
     def add(
         self, name: str, rendered: Path, edit: Callable[[Path], None] | None = None, *, keep: bool = False
@@ -130,9 +134,6 @@ class Stacks:
             self.kept.add(name)
 
     def _start(self) -> None:
-        if self._prefect_server is None:
-            server = PrefectServer(self.workdir / "prefect-server")
-            self._prefect_server = self.pool.submit(server.start)
         for name, (rendered, edit) in self.rendered.items():
             if name in self.stacks:
                 continue
@@ -143,6 +144,14 @@ class Stacks:
                 edit(project.project)
             stack = self.stacks[name] = EmulatedStack(name=name, project=project, server=moto)
             self.applied[name] = self.pool.submit(stack.apply)
+            if name not in self.kept:
+                self._start_prefect_server(name)
+
+    def _start_prefect_server(self, name: str) -> Future:
+        if name not in self._prefect_servers:
+            server = PrefectServer(self.workdir / name / "prefect-server")
+            self._prefect_servers[name] = self.pool.submit(server.start)
+        return self._prefect_servers[name]
 
     def applied_stack(self, name: str) -> EmulatedStack:
         """The stack `name` once apply and plan succeeded (raises their StepFailed otherwise)."""
@@ -154,10 +163,10 @@ class Stacks:
         self._start()
         return self.stacks[name]
 
-    def prefect_server(self) -> PrefectServer:
+    def prefect_server(self, name: str) -> PrefectServer:
+        """The Prefect server (workspace) of project `name`."""
         self._start()
-        assert self._prefect_server is not None
-        return self._prefect_server.result()
+        return self._start_prefect_server(name).result()
 
     def destroy(self, name: str) -> set[str]:
         """Start every applied stack's destroy (in parallel); wait for `name`'s, return its leftovers.
@@ -178,12 +187,9 @@ class Stacks:
         self.pool.shutdown(wait=True, cancel_futures=True)
         for stack in self.stacks.values():
             stack.close()
-        if (
-            self._prefect_server is not None
-            and self._prefect_server.done()
-            and not self._prefect_server.exception()
-        ):
-            self._prefect_server.result().stop()
+        for server in self._prefect_servers.values():
+            if server.done() and not server.exception():
+                server.result().stop()
 
 
 def _succeeded(future: Future) -> bool:

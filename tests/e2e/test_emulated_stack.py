@@ -208,7 +208,7 @@ def test_security_groups_have_the_environments_egress_and_no_ingress(stacks: Sta
 def launch_flow_run(stacks: Stacks, stack: EmulatedStack) -> None:
     """make work-pool, make deploy, make automation; the ECS worker launches a run of etl-daily."""
     env = stack.environments[0]
-    side = stack.prefect = PrefectProject(stack.project, env, stacks.prefect_server(), stack.server)
+    side = stack.prefect = PrefectProject(stack.project, env, stacks.prefect_server(stack.name), stack.server)
     outputs = side.outputs()
     with step("work-pool"):
         side.create_work_pool()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
@@ -93,18 +94,41 @@ class Module:
 # ---------------------------------------------------------------------------
 # Parsing
 # ---------------------------------------------------------------------------
+# python-hcl2 8.x serializes every document through one SerializationContext
+# (a mutable default argument that its rules save and restore around `${...}`).
+# Two threads parsing at once can leave it stuck "inside a ${...} string", and
+# from then on every list in the process parses as raw text ('["a"]'). The
+# emulated stacks parse in threads, so every parse in the tests takes this lock.
+_PARSE_LOCK = threading.Lock()
+
+
+def loads(text: str) -> dict:
+    """python-hcl2's dict for HCL text (the only way tests call python-hcl2)."""
+    with _PARSE_LOCK:
+        return hcl2.loads(text)
+
+
 def parse_file(path: Path) -> dict:
     """python-hcl2's dict for one file; HclParseError names the file on failure."""
     try:
-        return hcl2.loads(path.read_text())
+        return loads(path.read_text())
     except Exception as error:
         raise HclParseError(f"{path}: python-hcl2 cannot parse it: {type(error).__name__}: {error}") from None
 
 
-def unquote(label: str) -> str:
-    if len(label) >= 2 and label[0] == label[-1] == '"':
-        return label[1:-1]
-    return label
+def unquote(value: object) -> object:
+    """python-hcl2 keeps the quotes of string literals and block labels; drop them."""
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    return value
+
+
+def unquote_tree(value: object) -> object:
+    if isinstance(value, dict):
+        return {unquote(key): unquote_tree(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [unquote_tree(item) for item in value]
+    return unquote(value)
 
 
 def _line_of(text: str, kind: str, labels: tuple[str, ...]) -> int:

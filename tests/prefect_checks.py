@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-import hcl2
 import yaml
 from copier_spec import questions
+from hcl_refs import parse_file
 from prefect.cli.deploy._models import PrefectYamlModel, RawScheduleConfig
 from prefect.cli.deploy._schedules import _schedule_config_to_deployment_schedule
 from prefect.client.schemas.actions import DeploymentScheduleCreate
@@ -261,7 +261,7 @@ def _key_shape(value: Any) -> Any:
 
 @cache
 def _terraform_output_value(outputs_tf: Path) -> dict:
-    parsed = hcl2.load(outputs_tf.open())
+    parsed = parse_file(outputs_tf)
     for block in parsed.get("output", []):
         for label, body in block.items():
             if label.strip('"') == "work_pool_job_variables":

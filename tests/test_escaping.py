@@ -17,9 +17,9 @@ import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
-import hcl2
 import pytest
 import yaml
+from hcl_refs import loads
 
 # Each value starts with a marker and ends with a second one, so a line that
 # holds the first marker but not the second shows a newline that got through.
@@ -115,7 +115,7 @@ def parsed_strings(path: Path) -> list[str] | None:
     text = path.read_text()
     suffix = path.suffix
     if suffix in {".tf", ".tfvars"}:
-        return [hcl_literal(item) for item in _walk(hcl2.loads(text))]
+        return [hcl_literal(item) for item in _walk(loads(text))]
     if suffix in {".yml", ".yaml"}:
         return list(_walk(list(yaml.safe_load_all(text))))
     if suffix == ".toml":
@@ -211,7 +211,7 @@ def test_filters_round_trip_each_format() -> None:
     from extensions import hcl_string, json_string, markdown_text, python_string
 
     for value in HOSTILE_ANSWERS.values():
-        assert hcl_literal(hcl2.loads(f"x = {hcl_string(value)}\n")["x"]) == value
+        assert hcl_literal(loads(f"x = {hcl_string(value)}\n")["x"]) == value
         assert yaml.safe_load(f"x: {json_string(value)}\n")["x"] == value
         assert tomllib.loads(f"x = {json_string(value)}\n")["x"] == value
         assert json.loads(json_string(value)) == value

@@ -15,9 +15,9 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-import hcl2
 import pytest
 import yaml
+from hcl_refs import loads, parse_file, unquote, unquote_tree
 
 # Actions that may use Resource "*": AWS offers no resource-level permission
 # for them, so there is nothing narrower to write.
@@ -36,13 +36,6 @@ WILDCARD_RESOURCE_ACTIONS: dict[str, str] = {
 }
 
 
-def unquote(value: object) -> object:
-    """python-hcl2 keeps the quotes of string literals; drop them."""
-    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
-        return value[1:-1]
-    return value
-
-
 def as_list(value: object) -> list:
     return value if isinstance(value, list) else [value]
 
@@ -52,8 +45,7 @@ def parse_tf(project: Path) -> dict[Path, dict]:
     assert files, f"no Terraform rendered under {project / 'infra'}"
     parsed = {}
     for path in files:
-        with path.open() as handle:
-            parsed[path] = hcl2.load(handle)
+        parsed[path] = parse_file(path)
     return parsed
 
 
@@ -109,20 +101,12 @@ def jsonencode_arguments(value: object) -> Iterator[str]:
         yield value[len("${jsonencode(") : -len(")}")]
 
 
-def unquote_tree(value: object) -> object:
-    if isinstance(value, dict):
-        return {unquote(key): unquote_tree(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [unquote_tree(item) for item in value]
-    return unquote(value)
-
-
 def jsonencoded_statements(parsed: dict[Path, dict]) -> Iterator[tuple[str, dict]]:
     """Statements of every policy written inline with jsonencode({...})."""
     for path, document in parsed.items():
         for kind in ("resource", "data", "locals", "module", "output"):
             for argument in jsonencode_arguments(document.get(kind, [])):
-                value = unquote_tree(hcl2.loads(f"value = {argument}\n")["value"])
+                value = unquote_tree(loads(f"value = {argument}\n")["value"])
                 if isinstance(value, dict) and "Statement" in value:
                     for statement in as_list(value["Statement"]):
                         yield (
@@ -264,7 +248,7 @@ def test_worker_service_runs_on_its_chosen_capacity(project: Path) -> None:
 
 
 def module_arguments(root: Path, module_name: str) -> dict:
-    document = hcl2.load((root / "main.tf").open())
+    document = parse_file(root / "main.tf")
     for entry in document.get("module", []):
         for name, body in entry.items():
             if unquote(name) == module_name:
@@ -285,7 +269,7 @@ def resolve(value: object, scope: dict) -> object:
 
 def cluster_strategy(cluster_module: Path, scope: dict) -> list[dict]:
     """Evaluate the cluster module's strategy local: candidates with a weight or a base."""
-    document = hcl2.load((cluster_module / "main.tf").open())
+    document = parse_file(cluster_module / "main.tf")
     expression = next(
         entry["capacity_provider_strategy"]
         for entry in document.get("locals", [])
@@ -295,7 +279,7 @@ def cluster_strategy(cluster_module: Path, scope: dict) -> list[dict]:
         r"\$\{\[for (\w+) in (\[.*\]) : \1 if \1\.weight > 0 \|\| \1\.base > 0\]\}", expression
     )
     assert match, f"unexpected shape of local.capacity_provider_strategy: {expression}"
-    candidates = hcl2.loads(f"value = {match.group(2)}\n")["value"]
+    candidates = loads(f"value = {match.group(2)}\n")["value"]
     evaluated = [{key: resolve(item, scope) for key, item in candidate.items()} for candidate in candidates]
     return [candidate for candidate in evaluated if candidate["weight"] > 0 or candidate["base"] > 0]
 
@@ -315,7 +299,7 @@ def test_cluster_strategy_matches_answers(project: Path) -> None:
 
     infra = project / "infra"
     cluster_module = infra / "modules" / "cluster"
-    cluster_document = hcl2.load((cluster_module / "main.tf").open())
+    cluster_document = parse_file(cluster_module / "main.tf")
     (capacity_providers,) = [
         body
         for block_type, _, body in blocks(cluster_document, "resource")
@@ -328,7 +312,7 @@ def test_cluster_strategy_matches_answers(project: Path) -> None:
     )
 
     for root in env_roots(project):
-        tfvars = {key: unquote(value) for key, value in hcl2.load((root / "terraform.tfvars").open()).items()}
+        tfvars = {key: unquote(value) for key, value in parse_file(root / "terraform.tfvars").items()}
         stack_scope = {key: resolve(value, tfvars) for key, value in module_arguments(root, "stack").items()}
         cluster_scope = {
             key: resolve(value, stack_scope)

@@ -16,10 +16,10 @@ import re
 import tomllib
 from pathlib import Path
 
-import hcl2
 import pytest
+from hcl_refs import parse_file, unquote, unquote_tree
 from prefect_checks import answers_of
-from test_infra_policy import blocks, env_roots, unquote, unquote_tree
+from test_infra_policy import blocks, env_roots
 
 PREFECT_AWS_IMAGE = re.compile(
     r"prefecthq/prefect-aws:(?P<prefect_aws>[0-9.]+)-python(?P<python>3\.\d+)-prefect(?P<prefect>[0-9.]+)"
@@ -28,8 +28,7 @@ PREFECT_AWS_IMAGE = re.compile(
 
 def load(path: Path) -> dict:
     """A parsed Terraform file, string quotes removed (python-hcl2 keeps them)."""
-    with path.open() as handle:
-        return unquote_tree(hcl2.load(handle))
+    return unquote_tree(parse_file(path))
 
 
 def stack_locals(project: Path) -> dict:

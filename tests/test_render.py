@@ -8,11 +8,11 @@ import re
 import tomllib
 from pathlib import Path
 
-import hcl2
 import pytest
 import yaml
 from answer_sets import ANSWER_SETS, VALUE_SWEEPS
 from copier_spec import asked_questions, choice_values
+from hcl_refs import loads
 
 # Jinja left behind: a tag, a comment, or an expression with a Jinja filter or
 # a name of ours. Prefect's own "{{ $ENV }}" / "{{ step.output }}" templating in
@@ -71,7 +71,7 @@ def test_no_empty_files_and_no_leftover_jinja(project: Path) -> None:
 def _parse(path: Path) -> None:
     text = path.read_text()
     if path.suffix in {".tf", ".tfvars"}:
-        hcl2.loads(text)
+        loads(text)
     elif path.suffix in {".yml", ".yaml"}:
         list(yaml.safe_load_all(text))
     elif path.suffix == ".toml":

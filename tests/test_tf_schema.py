@@ -8,8 +8,12 @@ tests/fixtures/tf prove every check fails on what it should catch.
 
 from __future__ import annotations
 
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import hcl2
 import pytest
 from copier_spec import REPO
 from hcl_refs import (
@@ -22,6 +26,7 @@ from hcl_refs import (
     check_tfvars,
     load_module,
     load_schema,
+    loads,
     module_dirs,
     parse_file,
     used_aws_types,
@@ -177,3 +182,31 @@ def test_reference_checks_catch(check: str, expected: str) -> None:
         "tfvars": lambda: check_tfvars(module),
     }[check]()
     assert any(expected in problem for problem in problems), "\n".join(problems)
+
+
+def test_parsing_from_threads_never_overlaps_nor_corrupts_later_parses(monkeypatch):
+    """python-hcl2 shares one serialization context between calls: two threads
+    parsing at once left it stuck, and every later list in the process came
+    back as raw text (the emulated stacks parse from threads)."""
+    inside, most_inside, count_lock = 0, 0, threading.Lock()
+    real_loads = hcl2.loads
+
+    def slow_loads(text: str) -> dict:
+        nonlocal inside, most_inside
+        with count_lock:
+            inside += 1
+            most_inside = max(most_inside, inside)
+        time.sleep(0.01)
+        try:
+            return real_loads(text)
+        finally:
+            with count_lock:
+                inside -= 1
+
+    monkeypatch.setattr(hcl2, "loads", slow_loads)
+    text = "".join(f'a{i} = ["x", "${{var.y}}-{i}", {{ k = [1, 2] }}]\n' for i in range(10))
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: loads(text), range(16)))
+
+    assert most_inside == 1, f"{most_inside} threads were inside python-hcl2 at once"
+    assert loads('x = ["a"]\n')["x"] == ['"a"']

@@ -22,10 +22,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import hcl2
 import pytest
 import yaml
 from answer_sets import sets_where
+from hcl_refs import parse_file, unquote
 from tf_tools import run_terraform
 
 ENVIRONMENT_ORDER = ["dev", "staging", "prod"]
@@ -40,13 +40,6 @@ PREFECT_YAML_ENV = re.compile(r"\{\{\s*\$(\w+)\s*\}\}")
 
 def answers_of(project: Path) -> dict:
     return yaml.safe_load((project / ".copier-answers.yml").read_text())
-
-
-def unquote(value: object) -> object:
-    """python-hcl2 keeps the quotes of string literals and block labels; drop them."""
-    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
-        return value[1:-1]
-    return value
 
 
 def load_workflow(project: Path, name: str) -> dict:
@@ -101,7 +94,7 @@ def test_workflows_and_oidc_module_exactly_when_github(project: Path) -> None:
 
 @on_github_sets
 def test_stack_creates_the_deploy_role(github_project: Path) -> None:
-    stack = hcl2.loads((github_project / "infra" / "stack" / "main.tf").read_text())
+    stack = parse_file(github_project / "infra" / "stack" / "main.tf")
     sources = {
         unquote(label): unquote(body.get("source"))
         for block in stack.get("module", [])
@@ -290,7 +283,7 @@ def test_deploy_names_match_the_stack(github_project: Path) -> None:
 
 
 def policy_documents(project: Path) -> dict[str, dict]:
-    parsed = hcl2.loads((oidc_module(project) / "main.tf").read_text())
+    parsed = parse_file(oidc_module(project) / "main.tf")
     return {
         unquote(name): body
         for block in parsed["data"]
@@ -329,7 +322,7 @@ def test_trust_policy_pins_sub_to_one_repository_and_environment(github_project:
     ],
 )
 def test_repository_variable_rejects_wildcards(render, repository: str, accepted: bool) -> None:
-    variables = hcl2.loads((oidc_module(render({})) / "variables.tf").read_text())
+    variables = parse_file(oidc_module(render({})) / "variables.tf")
     (repository_variable,) = [
         body
         for block in variables["variable"]

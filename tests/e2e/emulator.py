@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import boto3
-import hcl2
+from hcl_refs import parse_file
 
 HERE = Path(__file__).resolve().parent
 LAUNCHER = HERE / "moto_launcher.py"
@@ -142,8 +142,7 @@ def aws_provider_aliases(root: Path) -> list[str | None]:
     for tf_file in sorted(root.glob("*.tf")):
         if tf_file.name == OVERRIDE_FILE:
             continue
-        with tf_file.open() as handle:
-            document = hcl2.load(handle)
+        document = parse_file(tf_file)
         for block in document.get("provider", []):
             for config in (block.get("aws"), block.get('"aws"')):
                 if config and config.get("alias"):

@@ -17,12 +17,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from answer_sets import ANSWER_SETS, VALUE_SWEEPS
-from rendering import render_template
+from support.answer_sets import ANSWER_SETS, VALUE_SWEEPS
+from support.rendering import render_template
 
 Render = Callable[..., Path]
 
-pytest_plugins = ["tf_fixtures"]
+pytest_plugins = ["support.tf_fixtures"]
 
 # `pytest -m quick`, the edit loop (README, "How the template is tested"): every
 # static check on these two sets, which between them take the other choice of

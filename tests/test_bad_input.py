@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 from aws_limits import LABEL_MAX, SLUG_MAX
-from copier import run_copy
-from template_snapshot import copy_template, isolate_copier_settings
+from support.rendering import isolate_copier_settings, render_template
+from support.snapshot import copy_template
 
 BAD_ANSWERS: dict[str, tuple[str, dict]] = {
     # project_name / project_slug
@@ -142,7 +142,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _copy(template: Path, destination: Path, answers: dict) -> None:
-    run_copy(str(template), destination, data=answers, defaults=True, unsafe=True, quiet=True)
+    render_template(answers, destination, src=template, vcs_ref=None)
 
 
 def test_catalogue_is_wide() -> None:

@@ -1,7 +1,7 @@
 """checkov on every rendered infra/: no failed check; every skip says why.
 
 checkov runs once per test run over every answer set's infra/ (the
-`checkov_scan` fixture, tests/checkov_batch.py: isolated through `uvx`,
+`checkov_scan` fixture, tests/support/checkov_batch.py: isolated through `uvx`,
 offline); skipped, with the reason, without uvx.
 """
 

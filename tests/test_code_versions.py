@@ -22,7 +22,7 @@ from pathlib import Path
 import boto3
 import pytest
 from e2e.prefect_local import PrefectServer, run_prefect
-from prefect_checks import answers_of
+from support.answers import answers_of
 
 pytestmark = pytest.mark.prefect_server
 

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from copier_spec import REPO, choice_values
 from costs import (
     PRICES_PATH,
     cost_estimate,
@@ -28,6 +27,7 @@ from costs import (
     spot_share,
 )
 from jinja2 import Environment, FileSystemLoader
+from support.answers import REPO, answers_of, choice_values
 
 PRICES = json.loads(PRICES_PATH.read_text())
 HOURS = 730
@@ -54,10 +54,6 @@ def logs_month(environments: int, retention_days: int) -> float:
     ingested = environments * IDLE_LOG_GB
     stored = ingested * retention_days / (HOURS / 24)
     return ingested * SERVICES["logs_ingested_gb"] + stored * SERVICES["logs_stored_gb_month"]
-
-
-def answers_of(project: Path) -> dict:
-    return yaml.safe_load((project / ".copier-answers.yml").read_text())
 
 
 def test_prices_cover_every_region_a_user_can_choose():
@@ -236,7 +232,7 @@ def test_rendered_readme_cost_table_agrees_with_stack_cost(render):
 
 def test_dask_run_hour_is_what_the_prices_say(render):
     """Client and scheduler on-demand, workers on Spot, a public IPv4 per task (new VPC)."""
-    from answer_sets import ANSWER_SETS
+    from support.answer_sets import ANSWER_SETS
 
     answers = ANSWER_SETS["s3-server"]
     assert answers["dask_cluster"] and answers["dask_workers_on_spot"]

@@ -39,14 +39,14 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from answer_sets import ANSWER_SETS
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.client.schemas.objects import StateType
 from prefect.states import Crashed, Pending
-from prefect_checks import (
+from support.answer_sets import ANSWER_SETS
+from support.answers import answers_of
+from support.prefect_checks import (
     SPOT_TAG,
-    answers_of,
     is_crash_recovery_handler,
     load_prefect_yaml,
     load_project_module,

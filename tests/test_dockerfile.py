@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import dockerfile
-from prefect_checks import answers_of
+from support.answers import answers_of
 
 
 def instructions(project: Path) -> list[dockerfile.Command]:

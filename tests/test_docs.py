@@ -15,8 +15,7 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
-from copier_spec import REPO, asked_questions
+from support.answers import COPIER_YML, REPO, asked_questions, recorded_answers
 
 QUESTIONS_MD = REPO / "docs" / "questions.md"
 DESIGN_MD = REPO / "docs" / "design.md"
@@ -31,7 +30,7 @@ def _generator():
 
 
 def test_questions_md_matches_copier_yml() -> None:
-    expected = _generator().render((REPO / "copier.yml").read_text())
+    expected = _generator().render(COPIER_YML.read_text())
     assert QUESTIONS_MD.read_text() == expected, (
         "docs/questions.md is out of date with copier.yml: run `uv run python scripts/gen_question_docs.py`"
     )
@@ -57,7 +56,7 @@ def test_every_asked_question_is_documented() -> None:
 
 
 def test_generated_docs_follow_a_new_question() -> None:
-    copier_text = (REPO / "copier.yml").read_text()
+    copier_text = COPIER_YML.read_text()
     changed = copier_text.replace(
         "# Questions: delivery\n# " + "-" * 75 + "\n",
         "# Questions: delivery\n# " + "-" * 75 + "\n"
@@ -86,7 +85,7 @@ def test_design_doc_covers(topic: str) -> None:
 
 
 def test_runbook_names_the_projects_resources(project: Path) -> None:
-    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    answers = recorded_answers(project)
     slug = answers["project_slug"]
     runbook = (project / "docs" / "runbook.md").read_text()
     secret = "prefect-api-key" if answers["prefect_backend"] == "cloud" else "prefect-auth-string"
@@ -105,7 +104,7 @@ def test_runbook_names_the_projects_resources(project: Path) -> None:
 
 
 def test_runbook_explains_crash_recovery_as_configured(project: Path) -> None:
-    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    answers = recorded_answers(project)
     runbook = (project / "docs" / "runbook.md").read_text()
     spot = answers["spot_weight"] > 0
     assert ("## Spot interruptions and crashed runs" in runbook) is spot
@@ -118,6 +117,6 @@ def test_runbook_explains_crash_recovery_as_configured(project: Path) -> None:
 
 
 def test_runbook_covers_github_deploys_only_with_github(project: Path) -> None:
-    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    answers = recorded_answers(project)
     runbook = (project / "docs" / "runbook.md").read_text()
     assert ("## Deploys from GitHub Actions" in runbook) is (answers["ci_provider"] == "github")

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hcl_refs import loads
+from support.answers import recorded_answers
+from support.hcl import loads
 
 # Each value starts with a marker and ends with a second one, so a line that
 # holds the first marker but not the second shows a newline that got through.
@@ -137,7 +138,7 @@ def markdown_unescaped(line: str) -> str:
 
 
 def test_hostile_answers_are_legal(hostile_project: Path) -> None:
-    recorded = yaml.safe_load((hostile_project / ".copier-answers.yml").read_text())
+    recorded = recorded_answers(hostile_project)
     for name, value in HOSTILE_ANSWERS.items():
         assert recorded[name] == value, f"the answers file changed {name}"
 

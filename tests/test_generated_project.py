@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from prefect_checks import answers_of
+from support.answers import answers_of
 
 MAKE_TARGETS = {
     "help",

@@ -16,8 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
-from hcl_refs import loads, parse_file, unquote, unquote_tree
+from support.answers import recorded_answers as answers
+from support.hcl import blocks, loads, parse_file, unquote, unquote_tree
+from support.terraform import env_roots
 
 # Actions that may use Resource "*": AWS offers no resource-level permission
 # for them, so there is nothing narrower to write.
@@ -47,24 +48,6 @@ def parse_tf(project: Path) -> dict[Path, dict]:
     for path in files:
         parsed[path] = parse_file(path)
     return parsed
-
-
-def blocks(document: dict, kind: str) -> Iterator[tuple[str, str, dict]]:
-    """(type, name, body) of every `resource` or `data` block of a parsed file."""
-    for entry in document.get(kind, []):
-        for block_type, named in entry.items():
-            for name, body in named.items():
-                yield unquote(block_type), unquote(name), body
-
-
-def answers(project: Path) -> dict:
-    return yaml.safe_load((project / ".copier-answers.yml").read_text())
-
-
-def env_roots(project: Path) -> list[Path]:
-    roots = sorted(path for path in (project / "infra" / "envs").iterdir() if path.is_dir())
-    assert [root.name for root in roots] == sorted(answers(project)["environments"])
-    return roots
 
 
 # --- IAM: Resource "*" -------------------------------------------------------

@@ -32,8 +32,8 @@ from prefect.settings import (
 from prefect.utilities.schema_tools import ValidationError, validate
 from prefect_aws.credentials import _get_client_cached
 from prefect_aws.workers.ecs_worker import ECSJobConfiguration, ECSWorker
-from prefect_checks import (
-    answers_of,
+from support.answers import answers_of
+from support.prefect_checks import (
     load_prefect_yaml,
     load_project_module,
     resolve_placeholders,

@@ -10,10 +10,10 @@ import pytest
 from prefect.cli.deploy._models import PrefectYamlModel
 from prefect.utilities.callables import parameter_schema
 from prefect.utilities.schema_tools import ValidationError, validate
-from prefect_checks import (
+from support.answers import answers_of
+from support.prefect_checks import (
     SPOT_TAG,
     all_steps,
-    answers_of,
     build_schedule,
     is_crash_recovery_handler,
     load_entrypoint_flow,

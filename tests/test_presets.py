@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from copier_spec import REPO, asked_questions
-from test_render import LEFTOVER_JINJA, PARSED_SUFFIXES, _parse, project_files
+from support.answers import REPO, asked_questions, recorded_answers
+from support.rendering import LEFTOVER_JINJA, PARSED_SUFFIXES, parse_by_suffix, project_files
 
 PRESETS = {path.stem: yaml.safe_load(path.read_text()) for path in sorted((REPO / "presets").glob("*.yml"))}
 
@@ -53,7 +53,7 @@ def test_presets_differ_where_teams_differ() -> None:
 
 def test_preset_renders_and_is_recorded(preset: tuple[str, dict, Path]) -> None:
     name, answers, project = preset
-    recorded = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    recorded = recorded_answers(project)
     for key, value in answers.items():
         assert recorded[key] == value, f"{name}: answers file has {key}={recorded.get(key)!r}"
     for env in answers["environments"]:
@@ -73,7 +73,7 @@ def test_preset_passes_the_file_checks(preset: tuple[str, dict, Path]) -> None:
             problems.append(f"{relative}: unrendered Jinja")
         if path.suffix in PARSED_SUFFIXES:
             try:
-                _parse(path)
+                parse_by_suffix(path)
             except Exception as error:  # each parser raises its own type
                 problems.append(f"{relative}: {type(error).__name__}: {error}")
     assert not problems, "\n".join(problems)
@@ -91,6 +91,6 @@ def test_documented_command_line(tmp_path: Path) -> None:
     ]
     env = {**os.environ, "COPIER_SETTINGS_PATH": str(settings)}
     subprocess.run(command, check=True, env=env, capture_output=True, text=True)
-    recorded = yaml.safe_load((destination / ".copier-answers.yml").read_text())
+    recorded = recorded_answers(destination)
     assert recorded["project_slug"] == "nightly-scoring"
     assert {key: recorded[key] for key in PRESETS["spot-batch"]} == PRESETS["spot-batch"]

@@ -17,9 +17,9 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from hcl_refs import parse_file, unquote, unquote_tree
-from prefect_checks import answers_of
-from test_infra_policy import blocks, env_roots
+from support.answers import answers_of
+from support.hcl import blocks, parse_file, unquote, unquote_tree
+from support.terraform import env_roots
 
 PREFECT_AWS_IMAGE = re.compile(
     r"prefecthq/prefect-aws:(?P<prefect_aws>[0-9.]+)-python(?P<python>3\.\d+)-prefect(?P<prefect>[0-9.]+)"

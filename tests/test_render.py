@@ -2,33 +2,13 @@
 
 from __future__ import annotations
 
-import ast
-import json
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
-import yaml
-from answer_sets import ANSWER_SETS, VALUE_SWEEPS
-from copier_spec import asked_questions, choice_values
-from hcl_refs import loads
-
-# Jinja left behind: a tag, a comment, or an expression with a Jinja filter or
-# a name of ours. Prefect's own "{{ $ENV }}" / "{{ step.output }}" templating in
-# prefect.yaml and GitHub's "${{ }}" are legitimate and not matched.
-LEFTOVER_JINJA = re.compile(
-    r"{%-?\s|{#|\{\{[^}]*\|\s*\w|\{\{\s*(project_|package_name|aws_region|environments)"
-)
-SKIPPED_DIRS = {".git", ".terraform", "__pycache__", ".venv"}
-
-
-def project_files(project: Path) -> list[Path]:
-    return [
-        path
-        for path in sorted(project.rglob("*"))
-        if path.is_file() and not SKIPPED_DIRS.intersection(path.relative_to(project).parts)
-    ]
+from support.answer_sets import ANSWER_SETS, VALUE_SWEEPS
+from support.answers import asked_questions, choice_values, recorded_answers
+from support.rendering import LEFTOVER_JINJA, PARSED_SUFFIXES, parse_by_suffix, project_files
 
 
 def test_renders_a_complete_project(project: Path) -> None:
@@ -44,7 +24,7 @@ def test_renders_a_complete_project(project: Path) -> None:
     ]
     missing = [name for name in expected if not (project / name).is_file()]
     assert not missing, f"missing files: {missing}"
-    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    answers = recorded_answers(project)
     package = project / "src" / answers["package_name"]
     assert len(list((package / "flows").glob("*.py"))) >= 3, "expected at least two flows besides __init__"
     assert list((project / "tests").glob("test_*.py")), "the project has no tests"
@@ -68,30 +48,13 @@ def test_no_empty_files_and_no_leftover_jinja(project: Path) -> None:
     assert not problems, "\n".join(problems)
 
 
-def _parse(path: Path) -> None:
-    text = path.read_text()
-    if path.suffix in {".tf", ".tfvars"}:
-        loads(text)
-    elif path.suffix in {".yml", ".yaml"}:
-        list(yaml.safe_load_all(text))
-    elif path.suffix == ".toml":
-        tomllib.loads(text)
-    elif path.suffix == ".json":
-        json.loads(text)
-    elif path.suffix == ".py":
-        compile(text, str(path), "exec", flags=ast.PyCF_ONLY_AST)
-
-
-PARSED_SUFFIXES = {".tf", ".tfvars", ".yml", ".yaml", ".toml", ".json", ".py"}
-
-
 def test_every_file_parses(project: Path) -> None:
     failures = []
     parsed = 0
     for path in project_files(project):
         if path.suffix in PARSED_SUFFIXES:
             try:
-                _parse(path)
+                parse_by_suffix(path)
                 parsed += 1
             except Exception as error:  # each parser raises its own type
                 failures.append(f"{path.relative_to(project)}: {type(error).__name__}: {error}")
@@ -102,7 +65,7 @@ def test_every_file_parses(project: Path) -> None:
 def test_answers_file_keeps_answers_but_no_secrets_or_computed_values(
     project: Path, answer_set: tuple[str, dict]
 ) -> None:
-    recorded = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    recorded = recorded_answers(project)
     for name, value in answer_set[1].items():
         if isinstance(value, list) and "choices" in asked_questions()[name]:
             # Copier records a multiselect in the order of its choices.
@@ -120,7 +83,7 @@ def test_value_sweep_renders(swept_project: tuple[dict, Path]) -> None:
     answers, project = swept_project
     for path in project_files(project):
         if path.suffix in PARSED_SUFFIXES:
-            _parse(path)
+            parse_by_suffix(path)
         assert not LEFTOVER_JINJA.search(path.read_text(errors="replace")), path
     tfvars = "\n".join(p.read_text() for p in (project / "infra" / "envs").rglob("terraform.tfvars"))
     assert f'"{answers["aws_region"]}"' in tfvars

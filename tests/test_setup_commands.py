@@ -15,8 +15,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from copier_spec import REPO
-from template_snapshot import copy_template, git
+from support.answers import REPO
+from support.snapshot import copy_template, git
 
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 SYSTEM_PATH = "/usr/bin:/bin"

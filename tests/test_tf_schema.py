@@ -15,8 +15,8 @@ from pathlib import Path
 
 import hcl2
 import pytest
-from copier_spec import REPO
-from hcl_refs import (
+from support.answers import REPO
+from support.hcl import (
     REGENERATE,
     SCHEMA_FILE,
     HclParseError,

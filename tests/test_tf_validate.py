@@ -1,7 +1,7 @@
 """terraform fmt and terraform validate on every rendered infra/ root.
 
 Uses this machine's terraform and the hashicorp/aws provider from the
-filesystem mirror (tests/tf_tools.py); skips, with the reason, where either
+filesystem mirror (tests/support/terraform.py); skips, with the reason, where either
 is missing. Roots are validated in a private copy of infra/ so the shared
 render stays free of .terraform/ directories and lock files.
 """
@@ -13,8 +13,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-import yaml
-from tf_tools import TerraformError, run_terraform, terraform_roots
+from support.answers import recorded_answers
+from support.terraform import TerraformError, run_terraform, terraform_roots
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tf"
 
@@ -56,7 +56,7 @@ def test_terraform_is_formatted(project: Path, terraform_bin: str) -> None:
 def test_every_root_validates(project: Path, initialized_infra, tf_env: dict[str, str]) -> None:
     infra = initialized_infra(project)
     roots = terraform_roots(infra)
-    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    answers = recorded_answers(project)
     expected = {f"envs/{env}" for env in answers["environments"]}
     if answers["terraform_backend"] == "s3":
         expected.add("bootstrap")

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from copier import run_copy, run_update
-from copier_spec import REPO
-from template_snapshot import GIT_IDENTITY, copy_template, git, isolate_copier_settings
+from support.answers import REPO
+from support.answers import recorded_answers as _answers
+from support.rendering import isolate_copier_settings, render_template, update_project
+from support.snapshot import GIT_IDENTITY, copy_template, git
 
 PRESETS = sorted(path.stem for path in (REPO / "presets").glob("*.yml"))
 OLD_QUESTION, NEW_QUESTION = "labels", "deployment_tags"
@@ -119,21 +120,9 @@ def _preset(name: str) -> dict:
     return yaml.safe_load((REPO / "presets" / f"{name}.yml").read_text())
 
 
-def _answers(project: Path) -> dict:
-    return yaml.safe_load((project / ".copier-answers.yml").read_text())
-
-
 def _copy_at_first_release(template_repo: Path, preset: str, destination: Path) -> Path:
     answers = {**_preset(preset), "project_name": f"Team {preset}"}
-    run_copy(
-        str(template_repo),
-        destination,
-        data=answers,
-        defaults=True,
-        unsafe=True,
-        quiet=True,
-        vcs_ref="v0.1.0",
-    )
+    render_template(answers, destination, src=template_repo, vcs_ref="v0.1.0")
     assert (destination / ".git").is_dir(), "the copy task did not create a git repository"
     _commit(destination, "Copy of the template at v0.1.0")
     return destination
@@ -145,16 +134,7 @@ def _commit(project: Path, message: str) -> None:
 
 
 def _update(project: Path, vcs_ref: str, **answers: object) -> None:
-    run_update(
-        project,
-        data=answers,
-        vcs_ref=vcs_ref,
-        defaults=True,
-        overwrite=True,
-        conflict="inline",
-        unsafe=True,
-        quiet=True,
-    )
+    update_project(project, vcs_ref, answers)
 
 
 def _changed(project: Path) -> set[str]:
@@ -282,9 +262,7 @@ def test_fresh_copy_of_new_release_matches_updated_project(template_repo: Path, 
     answers = {**_preset("spot-batch"), "project_name": "Team spot-batch"}
     answers[NEW_QUESTION] = answers.pop(OLD_QUESTION)
     fresh = tmp_path / "fresh"
-    run_copy(
-        str(template_repo), fresh, data=answers, defaults=True, unsafe=True, quiet=True, vcs_ref="v0.2.0"
-    )
+    render_template(answers, fresh, src=template_repo, vcs_ref="v0.2.0")
     # README.md is skipped if it exists; the example flows and their tests are
     # copy-only: the project keeps its v0.1.0 examples.
     team_owned = {"README.md", "tests/test_etl.py", "tests/test_leaderboard.py"}
@@ -334,14 +312,14 @@ def test_copy_task_does_not_nest_a_repository(template_repo: Path, tmp_path: Pat
     monorepo.mkdir()
     git(monorepo, "init", "--quiet")
     project = monorepo / "pipelines"
-    run_copy(str(template_repo), project, defaults=True, unsafe=True, quiet=True, vcs_ref="v0.1.0")
+    render_template({}, project, src=template_repo, vcs_ref="v0.1.0")
     assert (project / ".copier-answers.yml").is_file()
     assert not (project / ".git").exists()
 
 
 def test_example_flows_and_their_tests_are_copy_only() -> None:
     """The `_exclude` rule for updates names each example flow's test (static check)."""
-    from copier_spec import copier_config
+    from support.answers import copier_config
 
     rules = "\n".join(rule for rule in copier_config()["_exclude"] if "_copier_operation" in rule)
     assert "src/{{ package_name }}/flows" in rules

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from copier_spec import asked_questions
-from rendering import render_template
+from support.answers import asked_questions
+from support.rendering import render_template
 
 # One wrong value per validated question (the catalogue in test_bad_input.py
 # goes much wider); extra answers make the wrong value reachable.

@@ -24,9 +24,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from answer_sets import sets_where
-from hcl_refs import parse_file, unquote
-from tf_tools import run_terraform
+from support.answer_sets import sets_where
+from support.answers import answers_of
+from support.hcl import parse_file, unquote
+from support.terraform import run_terraform
 
 ENVIRONMENT_ORDER = ["dev", "staging", "prod"]
 STATIC_KEY_PATTERN = re.compile(
@@ -36,10 +37,6 @@ STATIC_KEY_PATTERN = re.compile(
 # Released versions only: a tag like v5 or v8.1.0, never a branch.
 PINNED_ACTION = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@v\d+(\.\d+){0,2}$")
 PREFECT_YAML_ENV = re.compile(r"\{\{\s*\$(\w+)\s*\}\}")
-
-
-def answers_of(project: Path) -> dict:
-    return yaml.safe_load((project / ".copier-answers.yml").read_text())
 
 
 def load_workflow(project: Path, name: str) -> dict:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from tf_tools import terraform_env, terraform_unavailable
+from support.terraform import terraform_env, terraform_unavailable
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import boto3
-from hcl_refs import parse_file
+from support.hcl import parse_file
 
 HERE = Path(__file__).resolve().parent
 LAUNCHER = HERE / "moto_launcher.py"

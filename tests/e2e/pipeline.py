@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import emulator
-import yaml
-from tf_tools import TerraformError, run_terraform
+from support.answers import recorded_answers
+from support.terraform import TerraformError, run_terraform
 
 CLOUD_API_URL = (
     "https://api.prefect.cloud/api/accounts/00000000-0000-4000-8000-000000000000"
@@ -65,7 +65,7 @@ class EmulatedProject:
         shutil.copytree(
             self.rendered, self.project, ignore=shutil.ignore_patterns(".terraform", "*.tfstate*", ".git")
         )
-        self.answers = yaml.safe_load((self.project / ".copier-answers.yml").read_text())
+        self.answers = recorded_answers(self.project)
 
     # --- facts about the render -------------------------------------------------
     @property

@@ -24,10 +24,10 @@ from pathlib import Path
 import dask_calls
 import emulator
 import pytest
-from answer_sets import ANSWER_SETS
 from pipeline import StepFailed, step
 from prefect.client.schemas.objects import StateType
 from stacks import EmulatedStack, Stacks
+from support.answer_sets import ANSWER_SETS
 from worker_run import CODE_VERSION, PrefectProject, check_run_task, stop_process, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]

@@ -17,7 +17,7 @@ from pathlib import Path
 import emulator
 import pytest
 from pipeline import create_github_oidc_provider
-from tf_tools import run_terraform
+from support.terraform import run_terraform
 
 pytestmark = [pytest.mark.e2e, pytest.mark.terraform]
 

@@ -35,12 +35,11 @@ from typing import Any
 
 import emulator
 import pytest
-import yaml
-from copier import run_copy, run_update
-from copier_spec import REPO
 from pipeline import EmulatedProject, create_existing_network
 from stacks import EmulatedStack, parallel
-from template_snapshot import GIT_IDENTITY, copy_template, git, isolate_copier_settings
+from support.answers import REPO, recorded_answers
+from support.rendering import isolate_copier_settings, render_template, update_project
+from support.snapshot import GIT_IDENTITY, copy_template, git
 
 # Its own group: xdist may run it beside test_emulated_stack.py (group "e2e").
 pytestmark = pytest.mark.xdist_group("e2e-upgrade")
@@ -48,7 +47,7 @@ pytestmark = pytest.mark.xdist_group("e2e-upgrade")
 FIRST_RELEASE = "7eec28e"
 FIRST_RELEASE_TAG = "v0.1.0"
 
-# Answers as a team gave them at v0.1.0 (frozen: tests/answer_sets.py follows
+# Answers as a team gave them at v0.1.0 (frozen: tests/support/answer_sets.py follows
 # HEAD's questions; a renamed question reaches these through `_migrations`).
 FIRST_RELEASE_ANSWERS: dict[str, dict[str, Any]] = {
     "default": {},
@@ -167,15 +166,7 @@ class Upgrade:
         git(project, "init", "--quiet")
         _commit(project, f"Project at {FIRST_RELEASE_TAG}, applied")
         with COPIER_LOCK:  # Copier changes the working directory while it renders
-            run_update(
-                project,
-                vcs_ref="HEAD",
-                defaults=True,
-                overwrite=True,
-                conflict="inline",
-                unsafe=True,
-                quiet=True,
-            )
+            update_project(project, "HEAD")
         _assert_clean_merge(project)
         _commit(project, "copier update to HEAD")
 
@@ -208,16 +199,8 @@ class Upgrades:
 
 def _copy_at_first_release(template: Path, name: str, workdir: Path) -> Path:
     rendered = workdir / "render"
-    run_copy(
-        str(template),
-        rendered,
-        data=FIRST_RELEASE_ANSWERS[name],
-        defaults=True,
-        unsafe=True,
-        quiet=True,
-        vcs_ref=FIRST_RELEASE_TAG,
-    )
-    answers = yaml.safe_load((rendered / ".copier-answers.yml").read_text())
+    render_template(FIRST_RELEASE_ANSWERS[name], rendered, src=template, vcs_ref=FIRST_RELEASE_TAG)
+    answers = recorded_answers(rendered)
     assert answers["_commit"] == FIRST_RELEASE_TAG, answers["_commit"]
     return rendered
 
@@ -251,7 +234,7 @@ def upgrades(tf_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -
 @pytest.mark.parametrize("name", sorted(FIRST_RELEASE_ANSWERS))
 def test_update_from_first_release_destroys_nothing(upgrades: Upgrades, name: str) -> None:
     upgrade = upgrades.by_name[name]
-    answers = yaml.safe_load((upgrade.project.project / ".copier-answers.yml").read_text())
+    answers = recorded_answers(upgrade.project.project)
     assert answers["_commit"].startswith(f"{FIRST_RELEASE_TAG}-"), answers["_commit"]
     assert set(upgrade.plans) >= set(upgrade.project.environments)
     destroyed = {root: destroyed_resources(plan) for root, plan in upgrade.plans.items()}

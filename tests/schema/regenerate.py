@@ -3,9 +3,9 @@
     uv run python tests/schema/regenerate.py
 
 Runs `terraform providers schema -json` in a scratch root that installs the
-provider from the filesystem mirror (see tests/tf_tools.py), then keeps only
+provider from the filesystem mirror (see tests/support/terraform.py), then keeps only
 the resource and data-source types that template/infra (and the test fixtures
-in tests/fixtures/tf) use, reduced to what tests/hcl_refs.py needs:
+in tests/fixtures/tf) use, reduced to what tests/support/hcl.py needs:
 
     {"attributes":  {name: {"required"|"optional"|"computed"|"deprecated": true,
                             "object_keys": [...]  (list/set of objects only)}},
@@ -33,8 +33,8 @@ TESTS = Path(__file__).resolve().parents[1]
 REPO = TESTS.parent
 sys.path.insert(0, str(TESTS))
 
-from hcl_refs import used_aws_types  # noqa: E402
-from tf_tools import mirrored_aws_versions, run_terraform, terraform_env, terraform_unavailable  # noqa: E402
+from support.hcl import used_aws_types  # noqa: E402
+from support.terraform import mirrored_aws_versions, run_terraform, terraform_env, terraform_unavailable  # noqa: E402
 
 PROVIDER_VERSION = "5.100.0"
 OUTPUT = Path(__file__).with_name("aws_provider_5.100.json")

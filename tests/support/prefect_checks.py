@@ -22,8 +22,6 @@ from typing import Any
 from unittest import mock
 
 import yaml
-from copier_spec import questions
-from hcl_refs import parse_file
 from prefect.cli.deploy._models import PrefectYamlModel, RawScheduleConfig
 from prefect.cli.deploy._schedules import _schedule_config_to_deployment_schedule
 from prefect.client.schemas.actions import DeploymentScheduleCreate
@@ -31,6 +29,8 @@ from prefect.flows import Flow, load_flow_from_entrypoint
 from prefect.utilities.importtools import import_object
 from prefect.utilities.templating import apply_values
 from pydantic import BaseModel
+
+from support.hcl import parse_file
 
 # Keys every step may carry besides the function's arguments (prefect/deployments/steps/core.py).
 STEP_KEYWORDS = {"requires", "id"}
@@ -63,13 +63,6 @@ def is_crash_recovery_handler(deployment: dict) -> bool:
 
 def load_prefect_yaml(project: Path) -> dict:
     return yaml.safe_load((project / "prefect.yaml").read_text())
-
-
-def answers_of(project: Path) -> dict:
-    """The project's answers, computed defaults included."""
-    stored = yaml.safe_load((project / ".copier-answers.yml").read_text())
-    computed = {name: spec["default"] for name, spec in questions().items() if spec.get("when") is False}
-    return computed | stored
 
 
 # --------------------------------------------------------------------------- unknown keys

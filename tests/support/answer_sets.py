@@ -10,7 +10,8 @@ sizes, Python version); they get the cheap checks.
 from __future__ import annotations
 
 import yaml
-from copier_spec import REPO, choice_values, questions
+
+from support.answers import REPO, choice_values, questions
 
 ANSWER_SETS: dict[str, dict] = {
     "default": {},

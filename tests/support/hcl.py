@@ -27,7 +27,7 @@ from pathlib import Path
 
 import hcl2
 
-SCHEMA_FILE = Path(__file__).with_name("schema") / "aws_provider_5.100.json"
+SCHEMA_FILE = Path(__file__).resolve().parents[1] / "schema" / "aws_provider_5.100.json"
 REGENERATE = "uv run python tests/schema/regenerate.py"
 
 MARKERS = {"__is_block__", "__comments__", "__inline_comments__", "__start_line__", "__end_line__"}
@@ -129,6 +129,14 @@ def unquote_tree(value: object) -> object:
     if isinstance(value, list):
         return [unquote_tree(item) for item in value]
     return unquote(value)
+
+
+def blocks(document: dict, kind: str) -> Iterator[tuple[str, str, dict]]:
+    """(type, name, body) of every `resource` or `data` block of a parsed file."""
+    for entry in document.get(kind, []):
+        for block_type, named in entry.items():
+            for name, body in named.items():
+                yield unquote(block_type), unquote(name), body
 
 
 def _line_of(text: str, kind: str, labels: tuple[str, ...]) -> int:

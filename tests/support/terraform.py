@@ -22,6 +22,8 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from support.answers import recorded_answers
+
 MIRROR_ENV_VAR = "TF_PROVIDER_MIRROR"
 DEFAULT_MIRROR = Path("/opt/tf-plugins")
 AWS_PROVIDER_DIR = Path("registry.terraform.io/hashicorp/aws")
@@ -187,6 +189,13 @@ def terraform_roots(infra: Path) -> list[Path]:
     roots = sorted(path for path in (infra / "envs").glob("*") if any(path.glob("*.tf")))
     if any((infra / "bootstrap").glob("*.tf")):
         roots.append(infra / "bootstrap")
+    return roots
+
+
+def env_roots(project: Path) -> list[Path]:
+    """The env roots of a rendered project: infra/envs/<env>, one per answered environment."""
+    roots = sorted(path for path in (project / "infra" / "envs").iterdir() if path.is_dir())
+    assert [root.name for root in roots] == sorted(recorded_answers(project)["environments"])
     return roots
 
 

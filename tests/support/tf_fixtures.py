@@ -1,13 +1,13 @@
 """Pytest fixtures for tests that run Terraform (registered in conftest.py).
 
 * `terraform_bin`  path of `terraform`, or skip (fmt needs nothing else)
-* `tf_env`         environment for `tf_tools.run_terraform`: CLI config using the
+* `tf_env`         environment for `support.terraform.run_terraform`: CLI config using the
                    provider mirror, one plugin cache shared by the whole run
 * `checkov_scan(target) -> report`
                    checkov's findings for "infra-<answer set>", "docker-<answer set>"
                    or "fixture-<name>" (tests/fixtures/tf/<name>): one checkov
                    process per run scans every answer set the run's checkov
-                   tests use (tests/checkov_batch.py)
+                   tests use (tests/support/checkov_batch.py)
 * `initialized_infra(project) -> Path`
                    a private copy of `project/infra` whose every root
                    (envs/*, bootstrap) ran `terraform init -backend=false`;
@@ -27,10 +27,11 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-import checkov_batch
 import pytest
-from answer_sets import ANSWER_SETS
-from tf_tools import (
+
+from support import checkov_batch
+from support.answer_sets import ANSWER_SETS
+from support.terraform import (
     TerraformError,
     copy_infra,
     run_terraform,
@@ -94,7 +95,7 @@ def initialized_infra(
     return _initialized
 
 
-CHECKOV_FIXTURES = Path(__file__).parent / "fixtures" / "tf"
+CHECKOV_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tf"
 
 
 def _shared_tmp(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:

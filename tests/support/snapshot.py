@@ -12,7 +12,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from copier_spec import REPO
+from support.answers import REPO
 
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "Template Tests",
@@ -54,15 +54,7 @@ def copy_template(destination: Path) -> Path:
         target = destination / name
         target.parent.mkdir(parents=True, exist_ok=True)
         if (REPO / name).is_symlink():
-            target.symlink_to(os.readlink(REPO / name))  # e.g. includes -> template/includes
+            target.symlink_to(os.readlink(REPO / name))
         else:
             shutil.copy2(REPO / name, target)
     return destination
-
-
-def isolate_copier_settings(directory: Path) -> Path:
-    """Point Copier at an empty settings file: the user's defaults don't leak in."""
-    settings = directory / "copier-settings.yml"
-    settings.write_text("{}\n")
-    os.environ["COPIER_SETTINGS_PATH"] = str(settings)
-    return settings

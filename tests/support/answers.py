@@ -1,0 +1,48 @@
+"""copier.yml and a rendered project's answers, read the way the tests need them.
+
+* `copier_config()` / `questions()` / `asked_questions()` / `choice_values(name)`: copier.yml
+* `recorded_answers(project)`: the project's .copier-answers.yml as Copier wrote it
+* `answers_of(project)`: the same plus the computed (never asked) answers' defaults
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+COPIER_YML = REPO / "copier.yml"
+ANSWERS_FILE = ".copier-answers.yml"
+
+
+@cache
+def copier_config() -> dict:
+    return yaml.safe_load(COPIER_YML.read_text())
+
+
+def questions() -> dict[str, dict]:
+    """Every question (settings start with "_"), computed ones included."""
+    return {name: spec for name, spec in copier_config().items() if not name.startswith("_")}
+
+
+def asked_questions() -> dict[str, dict]:
+    return {name: spec for name, spec in questions().items() if spec.get("when") is not False}
+
+
+def choice_values(name: str) -> list:
+    choices = questions()[name]["choices"]
+    return list(choices.values()) if isinstance(choices, dict) else list(choices)
+
+
+def recorded_answers(project: Path) -> dict:
+    """The project's .copier-answers.yml as Copier wrote it."""
+    return yaml.safe_load((project / ANSWERS_FILE).read_text())
+
+
+def answers_of(project: Path) -> dict:
+    """The project's answers, computed defaults included."""
+    stored = recorded_answers(project)
+    computed = {name: spec["default"] for name, spec in questions().items() if spec.get("when") is False}
+    return computed | stored

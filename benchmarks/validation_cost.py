@@ -48,15 +48,15 @@ class Layer:
 
 
 LAYERS = (
-    Layer("render + render checks", ("test_render.py",)),
-    Layer("Terraform schema check (HCL vs provider schema)", ("test_tf_schema.py",)),
-    Layer("terraform fmt", ("test_tf_validate.py",), "default and formatted"),
-    Layer("terraform init + validate", ("test_tf_validate.py",), "default and validates"),
-    Layer("checkov", ("test_checkov.py",)),
-    Layer("IAM / network / capacity policy", ("test_infra_policy.py",)),
-    Layer("prefect.yaml + job variables", ("test_prefect_yaml.py", "test_job_variables.py")),
-    Layer("running-cost model", ("test_costs.py",)),
-    Layer("generated project's own tests", ("test_generated_project.py",)),
+    Layer("render + render checks", ("render/test_render.py",)),
+    Layer("Terraform schema check (HCL vs provider schema)", ("infra/test_tf_schema.py",)),
+    Layer("terraform fmt", ("infra/test_tf_validate.py",), "default and formatted"),
+    Layer("terraform init + validate", ("infra/test_tf_validate.py",), "default and validates"),
+    Layer("checkov", ("infra/test_checkov.py",)),
+    Layer("IAM / network / capacity policy", ("infra/test_infra_policy.py",)),
+    Layer("prefect.yaml + job variables", ("prefect/test_prefect_yaml.py", "prefect/test_job_variables.py")),
+    Layer("running-cost model", ("infra/test_costs.py",)),
+    Layer("generated project's own tests", ("project/test_generated_project.py",)),
 )
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 PRICES_PATH = Path(__file__).with_name("prices.json")
 
-# What the Terraform of one environment creates; tests/test_costs.py checks
+# What the Terraform of one environment creates; tests/infra/test_costs.py checks
 # these against the rendered HCL so the README cannot drift from the stack.
 WORKERS_PER_ENVIRONMENT = 1
 WORKER_ARCHITECTURE = "ARM64"

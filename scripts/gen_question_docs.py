@@ -4,7 +4,7 @@ type, choices and default, grouped by the "# Questions: ..." sections.
     python scripts/gen_question_docs.py           # rewrite docs/questions.md
     python scripts/gen_question_docs.py --check   # exit 1 if it is out of date
 
-tests/test_docs.py runs the same comparison.
+tests/docs/test_docs.py runs the same comparison.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from typing import Any
 
 import emulator
 from pipeline import CUSTOM_EGRESS, EmulatedProject, create_existing_network, create_github_oidc_provider
-from prefect_local import PrefectServer
+from support.prefect_local import PrefectServer
 from worker_run import PrefectProject, stop_process
 
 

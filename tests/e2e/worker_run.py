@@ -35,7 +35,7 @@ from pipeline import EmulatedProject
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.client.schemas.objects import FlowRun
-from prefect_local import PREFECT, PrefectServer, run_prefect
+from support.prefect_local import PREFECT, PrefectServer, run_prefect
 
 IMAGE_TAG = "e2e"
 CODE_VERSION = "e2e-20260101T000000Z"

@@ -14,6 +14,7 @@ One module per concern, each the only place that does its job:
 * `checkov_batch`  one checkov process per run
 * `prefect_checks` checks of a rendered project's Prefect side, with Prefect's own code
 * `snapshot`       copies of this template's working tree, plain or as a git repository
+* `prefect_local`  a throwaway Prefect server (tests/prefect and tests/e2e)
 
 Test modules never import each other: what two of them share lives here.
 """

@@ -24,6 +24,8 @@ from pathlib import Path
 
 from support.answers import recorded_answers
 
+# Terraform that must fail a check (tests/fixtures/tf/<name>), for the checks' own tests.
+TF_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tf"
 MIRROR_ENV_VAR = "TF_PROVIDER_MIRROR"
 DEFAULT_MIRROR = Path("/opt/tf-plugins")
 AWS_PROVIDER_DIR = Path("registry.terraform.io/hashicorp/aws")

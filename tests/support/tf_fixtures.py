@@ -32,6 +32,7 @@ import pytest
 from support import checkov_batch
 from support.answer_sets import ANSWER_SETS
 from support.terraform import (
+    TF_FIXTURES,
     TerraformError,
     copy_infra,
     run_terraform,
@@ -95,9 +96,6 @@ def initialized_infra(
     return _initialized
 
 
-CHECKOV_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tf"
-
-
 def _shared_tmp(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
     """A directory shared by the xdist workers of this run (the parent of their basetemps)."""
     base = tmp_path_factory.getbasetemp()
@@ -128,7 +126,7 @@ def checkov_scan(
         fcntl.flock(lock, fcntl.LOCK_EX)
         reports = json.loads(results.read_text()) if results.exists() else {}
         if not reports or not all(f"infra-{name}" in reports for name in sets):
-            targets = {f"fixture-{name}": CHECKOV_FIXTURES / name for name in ("bad_checkov",)}
+            targets = {f"fixture-{name}": TF_FIXTURES / name for name in ("bad_checkov",)}
             for name in sets:
                 project = render(ANSWER_SETS[name])
                 targets[f"infra-{name}"] = project / "infra"

@@ -31,8 +31,9 @@ from support.hcl import (
     parse_file,
     used_aws_types,
 )
+from support.terraform import TF_FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures" / "tf"
+FIXTURES = TF_FIXTURES
 SECTIONS = {"resource": "resource_schemas", "data": "data_source_schemas"}
 
 

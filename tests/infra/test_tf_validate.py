@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 from support.answers import recorded_answers
-from support.terraform import TerraformError, run_terraform, terraform_roots
+from support.terraform import TF_FIXTURES, TerraformError, run_terraform, terraform_roots
 
-FIXTURES = Path(__file__).parent / "fixtures" / "tf"
+FIXTURES = TF_FIXTURES
 
 pytestmark = pytest.mark.terraform
 

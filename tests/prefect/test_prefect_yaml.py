@@ -123,7 +123,7 @@ def test_entrypoints_load_and_parameters_validate(project: Path):
     for deployment in load_prefect_yaml(project)["deployments"]:
         flow = load_entrypoint_flow(project, deployment["entrypoint"])
         schema = parameter_schema(flow).model_dump_for_openapi()
-        # The handler's parameters come from the automation (tests/test_crash_recovery.py).
+        # The handler's parameters come from the automation (tests/prefect/test_crash_recovery.py).
         parameters = (
             deployment.get("parameters")
             if not is_crash_recovery_handler(deployment)

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import boto3
 import pytest
-from e2e.prefect_local import PrefectServer, run_prefect
 from support.answers import answers_of
+from support.prefect_local import PrefectServer, run_prefect
 
 pytestmark = pytest.mark.prefect_server
 

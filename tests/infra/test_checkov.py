@@ -11,8 +11,9 @@ import re
 from pathlib import Path
 
 import pytest
+from support.terraform import TF_FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures" / "tf"
+FIXTURES = TF_FIXTURES
 # checkov's own suppression syntax: "checkov:skip=<ID>[:<reason>]".
 SKIP_COMMENT = re.compile(r"checkov:skip=\s*([A-Za-z_\d]*)(?::([^\n]*))?")
 

@@ -17,6 +17,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from support.answer_sets import sets_where
 from support.answers import answers_of
 from support.hcl import blocks, parse_file, unquote, unquote_tree
 from support.terraform import env_roots
@@ -80,9 +81,9 @@ def test_partition_check_catches_a_fixed_partition(tmp_path: Path) -> None:
         test_no_arn_hard_codes_the_aws_partition(tmp_path)
 
 
+@pytest.mark.parametrize("answer_set", sets_where("ci_provider", "github"), indirect=True)
 def test_existing_github_oidc_provider_can_be_named_or_looked_up(project: Path) -> None:
-    if answers_of(project)["ci_provider"] != "github":
-        pytest.skip("no GitHub OIDC in this answer set")
+    assert answers_of(project)["ci_provider"] == "github", "sets_where selected a set without GitHub OIDC"
     module = project / "infra" / "modules" / "github_oidc"
     data = {(kind, name): body for kind, name, body in blocks(load(module / "main.tf"), "data")}
     lookup = data[("aws_iam_openid_connect_provider", "github")]

@@ -67,10 +67,9 @@ def hcl(value: object, indent: int = 0, ranges: bool = False) -> str:
         return hcl_string(value)
     if isinstance(value, list | tuple):
         items = list(value)
-        steps = {b - a for a, b in itertools.pairwise(items)}
-        if ranges and len(items) >= 4 and all(type(item) is int for item in items) and len(steps) == 1:
-            (step,) = steps
-            if step > 0:
+        if ranges and len(items) >= 4 and all(type(item) is int for item in items):
+            steps = {b - a for a, b in itertools.pairwise(items)}
+            if len(steps) == 1 and (step := steps.pop()) > 0:
                 return f"range({items[0]}, {items[-1] + 1}, {step})"
         return "[" + ", ".join(hcl(item, indent, ranges) for item in items) + "]"
     if isinstance(value, dict):

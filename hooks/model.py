@@ -47,8 +47,12 @@ LOG_RETENTION_DAYS: tuple[int, ...] = (
     1096, 1827, 2192, 2557, 2922, 3288, 3653,
 )  # fmt: skip
 
-# The choices of copier.yml that are AWS tables (copier.yml: `choices: "{{ choices('name') }}"`).
-CHOICES: dict[str, tuple[int, ...]] = {
+# The environments a project can have, in promotion order.
+ENVIRONMENTS: tuple[str, ...] = ("dev", "staging", "prod")
+
+# The choices of copier.yml that are tables of this module (copier.yml: `choices: "{{ choices('name') }}"`).
+CHOICES: dict[str, tuple[int | str, ...]] = {
+    "environments": ENVIRONMENTS,
     "log_retention_days": LOG_RETENTION_DAYS,
     "worker_cpu": WORKER_CPUS,
     "flow_cpu": FARGATE_CPUS,
@@ -62,7 +66,7 @@ CHOICES: dict[str, tuple[int, ...]] = {
 # the longest suffix the Terraform appends decide how long the slug may be.
 # IAM role names are the tightest limit (64); S3 bucket names add
 # "-<account id>" (12 digits) and stop at 63.
-LONGEST_ENVIRONMENT = "staging"
+LONGEST_ENVIRONMENT = max(ENVIRONMENTS, key=len)
 LONGEST_ROLE_SUFFIX = "flow-run-execution"
 LONGEST_BUCKET_SUFFIX = "flow-code-123456789012"
 IAM_ROLE_NAME_MAX = 64
@@ -124,6 +128,7 @@ class Model:
     answers: Mapping[str, Any]
 
     # The tables, reachable from templates as model.<NAME>.
+    ENVIRONMENTS = ENVIRONMENTS
     FARGATE_MEMORY_BY_CPU = FARGATE_MEMORY_BY_CPU
     FARGATE_CPUS = FARGATE_CPUS
     WORKER_CPUS = WORKER_CPUS
@@ -135,6 +140,13 @@ class Model:
             return self.answers[name]
         except KeyError:
             raise KeyError(f"the model needs the answer {name!r}, which is not given (yet)") from None
+
+    # ------------------------------------------------------------------ environments
+    @property
+    def environments_in_order(self) -> list[str]:
+        """The chosen environments in promotion order (dev, staging, prod), whatever order given in."""
+        chosen = self._answer("environments")
+        return [environment for environment in ENVIRONMENTS if environment in chosen]
 
     # ------------------------------------------------------------------ capacity
     @property

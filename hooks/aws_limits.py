@@ -154,7 +154,7 @@ SHADOWED_MODULES = frozenset({"prefect", "flows", "tests", "test"})
 # Jinja validator on every render of the questions; a call to a global is one
 # short expression (benchmarks/README.md, render speed). Each message names its question.
 def project_slug_error(slug: str) -> str:
-    if not re.search(r"^[a-z][a-z0-9-]*[a-z0-9]$", slug) or "--" in slug:
+    if not re.search(model.SLUG_PATTERN, slug) or "--" in slug:
         return (
             "project_slug must start with a letter, end with a letter or digit and use only "
             f'a-z, 0-9 and single hyphens (got "{slug}")'
@@ -170,18 +170,16 @@ def project_slug_error(slug: str) -> str:
 def owner_error(owner: str) -> str:
     if not owner.strip():
         return "owner must not be empty"
-    if len(owner) > 256 or not re.search(r"^[A-Za-z0-9 _.:/=+@-]+$", owner):
+    if len(owner) > model.TAG_VALUE_MAX or not re.search(r"^[A-Za-z0-9 _.:/=+@-]+$", owner):
         return (
-            f'owner "{owner}" must be a valid AWS tag value: at most 256 letters, digits, spaces '
-            "and _ . : / = + - @"
+            f'owner "{owner}" must be a valid AWS tag value: at most {model.TAG_VALUE_MAX} letters, '
+            "digits, spaces and _ . : / = + - @"
         )
     return ""
 
 
 def github_repository_error(ci_provider: str, repository: str) -> str:
-    if ci_provider == "github" and not re.search(
-        r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$", repository
-    ):
+    if ci_provider == "github" and not re.search(model.GITHUB_REPOSITORY_PATTERN, repository):
         return f'github_repository must be "owner/name" (got "{repository}")'
     return ""
 

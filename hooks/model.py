@@ -76,6 +76,15 @@ SLUG_MAX = min(
     S3_BUCKET_NAME_MAX - len(f"--{LONGEST_ENVIRONMENT}-{LONGEST_BUCKET_SUFFIX}"),
 )
 
+# The slug as AWS names take it (the copier.yml validator also refuses "--").
+SLUG_PATTERN = r"^[a-z][a-z0-9-]*[a-z0-9]$"
+
+# AWS tag values (the owner answer becomes the "owner" tag): at most this long.
+TAG_VALUE_MAX = 256
+
+# "owner/name" of a GitHub repository, as the deploy role's OIDC trust names it.
+GITHUB_REPOSITORY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$"
+
 # Prefect deployment tags (labels): at most this long (hooks/aws_limits.py says why).
 LABEL_MAX = 100
 
@@ -134,6 +143,9 @@ class Model:
     WORKER_CPUS = WORKER_CPUS
     LOG_RETENTION_DAYS = LOG_RETENTION_DAYS
     SLUG_MAX = SLUG_MAX
+    SLUG_PATTERN = SLUG_PATTERN
+    TAG_VALUE_MAX = TAG_VALUE_MAX
+    GITHUB_REPOSITORY_PATTERN = GITHUB_REPOSITORY_PATTERN
 
     def _answer(self, name: str) -> Any:
         try:

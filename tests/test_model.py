@@ -7,6 +7,7 @@ Python tables, so a hand edit of either side fails here.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -20,8 +21,11 @@ from model import (
     ENVIRONMENTS,
     FARGATE_CPUS,
     FARGATE_MEMORY_BY_CPU,
+    GITHUB_REPOSITORY_PATTERN,
     LOG_RETENTION_DAYS,
     SLUG_MAX,
+    SLUG_PATTERN,
+    TAG_VALUE_MAX,
     WORKER_CPUS,
     Model,
     capacity_provider_strategy,
@@ -92,8 +96,27 @@ def test_rendered_worker_memory_message_follows_the_table(render) -> None:
         f"{cpu}: {FARGATE_MEMORY_BY_CPU[cpu][0]}-{FARGATE_MEMORY_BY_CPU[cpu][-1]}" for cpu in WORKER_CPUS
     )
     assert f"for worker_cpu ({ranges})." in text
-    assert f"length(var.project) <= {SLUG_MAX}" in text
     assert f"flow_cpu must be one of {', '.join(map(str, FARGATE_CPUS))}." in text
+
+
+def validations(path: Path) -> dict[str, str]:
+    """Variable name -> its validation conditions, joined."""
+    return {
+        unquote(name): " ".join(validation["condition"] for validation in body.get("validation", []))
+        for block in parse_file(path)["variable"]
+        for name, body in block.items()
+    }
+
+
+def test_rendered_name_rules_are_the_models(render) -> None:
+    project = render({})
+    stack = validations(project / "infra" / "stack" / "variables.tf")
+    assert f"regex({json.dumps(SLUG_PATTERN)}, var.project)" in stack["project"]
+    assert f"length(var.project) <= {SLUG_MAX}" in stack["project"]
+    assert f"length(var.owner) <= {TAG_VALUE_MAX}" in stack["owner"]
+    for path in variable_files(project):
+        condition = validations(path)["github_repository"]
+        assert f"regex({json.dumps(GITHUB_REPOSITORY_PATTERN)}, var.github_repository)" in condition, path
 
 
 def test_copier_choices_are_the_models_tables() -> None:

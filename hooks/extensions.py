@@ -110,8 +110,9 @@ class AnswersModel(ContextHook):
     """Puts `model` (hooks/model.py) into every render context Copier makes.
 
     Files, file and folder names, copier.yml `when:`, defaults, validators,
-    `_exclude` and `_tasks` all see the same object; it reads the answers given
-    so far lazily, so a question's `when:` may use what earlier answers imply.
+    `_exclude` and `_tasks` all read the same rules, each over the answers of
+    its own context; a fact is computed when read, so a question's `when:` may
+    use what earlier answers imply.
     """
 
     def hook(self, context: dict) -> None:

@@ -32,7 +32,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hooks"))
 
-from costs import StackFacts, estimate, spot_share, usd
+import model
+from costs import StackFacts, estimate, usd
 
 
 class Unknown:
@@ -362,14 +363,16 @@ def read_service(module: Module, name: str, body: dict[str, Any]) -> tuple[int, 
         return (0, 0, "X86_64", 0.0, False)
     platform = first(definition.get("runtime_platform", []), {})
     architecture = module.evaluate(platform.get("cpu_architecture", '"X86_64"'))
-    strategy = [module.evaluate(entry) for entry in body.get("capacity_provider_strategy", [])]
-    weights = {entry.get("capacity_provider"): as_int(entry.get("weight")) for entry in strategy}
-    base_on_demand = any(
-        entry.get("capacity_provider") == "FARGATE" and as_int(entry.get("base")) >= 1 for entry in strategy
-    )
-    share = 0.0
-    if weights.get("FARGATE_SPOT") and not base_on_demand:
-        share = spot_share(weights.get("FARGATE_SPOT", 0), weights.get("FARGATE", 0))
+    strategy = [
+        {
+            "capacityProvider": entry.get("capacity_provider"),
+            "weight": as_int(entry.get("weight")),
+            "base": as_int(entry.get("base")),
+        }
+        for entry in map(module.evaluate, body.get("capacity_provider_strategy", []))
+    ]
+    # The model's rule (hooks/model.py); no strategy or no weight: the launch type's FARGATE.
+    share = model.spot_share(strategy) if any(entry["weight"] > 0 for entry in strategy) else 0.0
     network = module.evaluate(first(body.get("network_configuration", []), {}))
     public = network.get("assign_public_ip", False)
     if isinstance(public, Unknown):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import keyword
 import re
 import unicodedata
@@ -10,31 +11,14 @@ from pathlib import Path
 
 import yaml
 
-# Valid Fargate task sizes: cpu units -> allowed memory (MiB).
-# https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-tasks-services.html
-FARGATE_MEMORY_BY_CPU: dict[int, tuple[int, ...]] = {
-    256: (512, 1024, 2048),
-    512: tuple(range(1024, 4096 + 1, 1024)),
-    1024: tuple(range(2048, 8192 + 1, 1024)),
-    2048: tuple(range(4096, 16384 + 1, 1024)),
-    4096: tuple(range(8192, 30720 + 1, 1024)),
-    8192: tuple(range(16384, 61440 + 1, 4096)),
-    16384: tuple(range(32768, 122880 + 1, 8192)),
-}
-
-# The longest environment name and the longest suffix the Terraform appends to
-# "<slug>-<env>-" decide how long the slug may be. IAM role names are the
-# tightest limit (64); S3 bucket names add "-<account id>" (12 digits) and
-# stop at 63.
-LONGEST_ENVIRONMENT = "staging"
-LONGEST_ROLE_SUFFIX = "flow-run-execution"
-LONGEST_BUCKET_SUFFIX = "flow-code-123456789012"
-IAM_ROLE_NAME_MAX = 64
-S3_BUCKET_NAME_MAX = 63
-SLUG_MAX = min(
-    IAM_ROLE_NAME_MAX - len(f"--{LONGEST_ENVIRONMENT}-{LONGEST_ROLE_SUFFIX}"),
-    S3_BUCKET_NAME_MAX - len(f"--{LONGEST_ENVIRONMENT}-{LONGEST_BUCKET_SUFFIX}"),
-)
+# The tables and limits are the model's (hooks/model.py): loaded by
+# hooks/extensions.py from this same checkout before this module, imported
+# plainly where hooks/ is on sys.path (tests, scripts, benchmarks).
+model = importlib.import_module(__name__.removesuffix("aws_limits") + "model")
+FARGATE_MEMORY_BY_CPU = model.FARGATE_MEMORY_BY_CPU
+SLUG_MAX = model.SLUG_MAX
+LABEL_MAX = model.LABEL_MAX
+DASK_MAX_WORKERS = model.DASK_MAX_WORKERS
 
 
 def fargate_size_error(cpu: object, memory: object) -> str:
@@ -52,12 +36,6 @@ def fargate_size_error(cpu: object, memory: object) -> str:
             f"use {allowed[0]} to {allowed[-1]} in steps of {allowed[1] - allowed[0]}"
         )
     return ""
-
-
-# Adaptive Dask clusters: each worker is its own Fargate task, and a new
-# account's default Fargate quota is a few hundred vCPU; beyond this bound a
-# team should raise the quota and this limit together, deliberately.
-DASK_MAX_WORKERS = 100
 
 
 def dask_min_workers_error(minimum: object) -> str:
@@ -80,8 +58,8 @@ def dask_max_workers_error(minimum: object, maximum: object) -> str:
 # characters nor length), and the labels reach only prefect.yaml through
 # yaml_string, so "team:web" or "env:prod" are fine. Rejected is only what
 # breaks: an empty tag, a duplicate, a control character (a newline splits the
-# tag wherever it is printed) and a tag too long to read or filter on.
-LABEL_MAX = 100
+# tag wherever it is printed) and a tag too long to read or filter on
+# (model.LABEL_MAX).
 
 
 def labels_error(labels: object) -> str:
@@ -176,7 +154,7 @@ SHADOWED_MODULES = frozenset({"prefect", "flows", "tests", "test"})
 # Jinja validator on every render of the questions; a call to a global is one
 # short expression (benchmarks/README.md, render speed). Each message names its question.
 def project_slug_error(slug: str) -> str:
-    if not re.search(r"^[a-z][a-z0-9-]*[a-z0-9]$", slug) or "--" in slug:
+    if not re.search(model.SLUG_PATTERN, slug) or "--" in slug:
         return (
             "project_slug must start with a letter, end with a letter or digit and use only "
             f'a-z, 0-9 and single hyphens (got "{slug}")'
@@ -192,18 +170,16 @@ def project_slug_error(slug: str) -> str:
 def owner_error(owner: str) -> str:
     if not owner.strip():
         return "owner must not be empty"
-    if len(owner) > 256 or not re.search(r"^[A-Za-z0-9 _.:/=+@-]+$", owner):
+    if len(owner) > model.TAG_VALUE_MAX or not re.search(r"^[A-Za-z0-9 _.:/=+@-]+$", owner):
         return (
-            f'owner "{owner}" must be a valid AWS tag value: at most 256 letters, digits, spaces '
-            "and _ . : / = + - @"
+            f'owner "{owner}" must be a valid AWS tag value: at most {model.TAG_VALUE_MAX} letters, '
+            "digits, spaces and _ . : / = + - @"
         )
     return ""
 
 
 def github_repository_error(ci_provider: str, repository: str) -> str:
-    if ci_provider == "github" and not re.search(
-        r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$", repository
-    ):
+    if ci_provider == "github" and not re.search(model.GITHUB_REPOSITORY_PATTERN, repository):
         return f'github_repository must be "owner/name" (got "{repository}")'
     return ""
 

@@ -12,14 +12,14 @@ from the answers. Formulas:
   worker_on_spot), + its public IPv4 address, + secrets, alarms,
   idle log ingestion and storage, + NAT gateways, load balancers and interface
   VPC endpoints, if any;
-- expected Spot share of flow runs = spot_weight / (spot_weight +
-  on_demand_weight), or 0 when on_demand_base >= 1: the worker starts every
-  flow run with its own RunTask call of one task, and ECS satisfies the base
-  within each call, so a base of 1 or more puts every run on on-demand.
+- expected Spot share of flow runs = the model's `spot_share` of the
+  capacity strategy (hooks/model.py): spot_weight / (spot_weight +
+  on_demand_weight), or 0 when on_demand_base >= 1.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 from dataclasses import dataclass
 from functools import cache
@@ -27,6 +27,9 @@ from pathlib import Path
 from typing import Any
 
 PRICES_PATH = Path(__file__).with_name("prices.json")
+
+# The model of the answers (hooks/model.py), from this same checkout: see hooks/aws_limits.py.
+model = importlib.import_module(__name__.removesuffix("costs") + "model")
 
 # What the Terraform of one environment creates; tests/infra/test_costs.py checks
 # these against the rendered HCL so the README cannot drift from the stack.
@@ -106,13 +109,8 @@ def region_prices(region: str, prices: dict[str, Any] | None = None) -> RegionPr
 
 
 def spot_share(spot_weight: int, on_demand_weight: int, on_demand_base: int = 0) -> float:
-    """Expected fraction of flow runs on FARGATE_SPOT (one RunTask call, one task, per run)."""
-    total = spot_weight + on_demand_weight
-    if total <= 0:
-        raise ValueError("spot_weight and on_demand_weight cannot both be 0")
-    if on_demand_base >= 1:
-        return 0.0
-    return spot_weight / total
+    """Expected fraction of flow runs on FARGATE_SPOT (the model's rule for these weights)."""
+    return model.spot_share(model.capacity_provider_strategy(spot_weight, on_demand_weight, on_demand_base))
 
 
 @dataclass(frozen=True)
@@ -145,7 +143,7 @@ class StackFacts:
 def facts_from_answers(answers: dict[str, Any]) -> StackFacts:
     """The facts the template's answers imply (what the Terraform creates per environment)."""
     environments = len(answers["environments"])
-    public = answers["network_mode"] == "new_vpc"
+    public = model.Model(answers).new_vpc
     workers = environments * WORKERS_PER_ENVIRONMENT
     return StackFacts(
         region=answers["aws_region"],
@@ -316,7 +314,7 @@ def dask_run_hour(answers: dict[str, Any], prices: dict[str, Any] | None = None)
         return None
     rates = region_prices(answers["aws_region"], prices)
     # Every task gets a public IPv4 address in the new VPC (no NAT gateway).
-    ip = rates.services["public_ipv4_hour"] if answers["network_mode"] == "new_vpc" else 0.0
+    ip = rates.services["public_ipv4_hour"] if model.Model(answers).new_vpc else 0.0
     spot = bool(answers["dask_workers_on_spot"])
     worker_rates = rates.spot if spot else rates.on_demand
     scheduler_size = int(answers["dask_scheduler_cpu"]), int(answers["dask_scheduler_memory"])

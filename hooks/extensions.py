@@ -8,12 +8,15 @@ template markers (`${`, `%{`, `{{`) keep their literal meaning.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import re
 import sys
 from pathlib import Path
 from types import ModuleType
 
+import yaml
+from copier_template_extensions import ContextHook
 from jinja2 import Environment
 from jinja2.ext import Extension
 
@@ -35,6 +38,8 @@ def _load_sibling(name: str) -> ModuleType:
     return module
 
 
+# model first: aws_limits and costs import this checkout's copy of it.
+model = _load_sibling("model")
 aws_limits = _load_sibling("aws_limits")
 costs = _load_sibling("costs")
 
@@ -44,6 +49,44 @@ def hcl_string(value: object) -> str:
     text = json.dumps(str(value), ensure_ascii=False)
     # HCL reads "${" and "%{" as interpolation/directive: "$${" and "%%{" escape them.
     return text.replace("${", "$${").replace("%{", "%%{")
+
+
+def hcl(value: object, indent: int = 0, ranges: bool = False) -> str:
+    """An HCL expression whose value is `value` (a bool, number, string, list or mapping).
+
+    A mapping is written one key per line with the `=` aligned as `terraform
+    fmt` does, `indent` being the column of the line that holds it. With
+    `ranges`, a list of 4 or more evenly spaced whole numbers becomes
+    `range(first, last + 1, step)`, which Terraform expands to the same list.
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return hcl_string(value)
+    if isinstance(value, list | tuple):
+        items = list(value)
+        if ranges and len(items) >= 4 and all(type(item) is int for item in items):
+            steps = {b - a for a, b in itertools.pairwise(items)}
+            if len(steps) == 1 and (step := steps.pop()) > 0:
+                return f"range({items[0]}, {items[-1] + 1}, {step})"
+        return "[" + ", ".join(hcl(item, indent, ranges) for item in items) + "]"
+    if isinstance(value, dict):
+        keys = {key: hcl_string(key) for key in value}
+        width = max((len(key) for key in keys.values()), default=0)
+        inner = " " * (indent + 2)
+        lines = [
+            f"{inner}{keys[key].ljust(width)} = {hcl(item, indent + 2, ranges)}"
+            for key, item in value.items()
+        ]
+        return "{\n" + "\n".join(lines) + "\n" + " " * indent + "}"
+    raise TypeError(f"no HCL form for {value!r}")
+
+
+def choices(name: str) -> str:
+    """copier.yml's choices of `name` that are the model's tables, as the YAML list Copier parses."""
+    return json.dumps(list(model.CHOICES[name]))
 
 
 def json_string(value: object) -> str:
@@ -63,11 +106,25 @@ def python_string(value: object) -> str:
     return json.dumps(str(value), ensure_ascii=False)
 
 
+class AnswersModel(ContextHook):
+    """Puts `model` (hooks/model.py) into every render context Copier makes.
+
+    Files, file and folder names, copier.yml `when:`, defaults, validators,
+    `_exclude` and `_tasks` all read the same rules, each over the answers of
+    its own context; a fact is computed when read, so a question's `when:` may
+    use what earlier answers imply.
+    """
+
+    def hook(self, context: dict) -> None:
+        context["model"] = model.Model(context)
+
+
 class TemplateExtension(Extension):
     def __init__(self, environment: Environment) -> None:
         super().__init__(environment)
         environment.filters.update(
             hcl_string=hcl_string,
+            hcl=hcl,
             yaml_string=json_string,
             toml_string=json_string,
             json_string=json_string,
@@ -84,10 +141,25 @@ class TemplateExtension(Extension):
             owner_error=aws_limits.owner_error,
             github_repository_error=aws_limits.github_repository_error,
             require_answer_types=aws_limits.require_answer_types,
-            slug_max=aws_limits.SLUG_MAX,
+            slug_max=model.SLUG_MAX,
+            choices=choices,
             cost_estimate=costs.cost_estimate,
             dask_run_hour=costs.dask_run_hour,
             dask_client_cpu=costs.DASK_CLIENT_CPU,
             dask_client_memory=costs.DASK_CLIENT_MEMORY,
             usd=costs.usd,
         )
+
+
+def question_choices(spec: dict) -> list | dict | None:
+    """A copier.yml question's choices as Copier reads them.
+
+    A string (`"{{ choices('worker_cpu') }}"`) is rendered with this module's
+    globals and parsed as YAML, as Copier does; for tools that read copier.yml
+    themselves (scripts/gen_question_docs.py, tests/support/answers.py).
+    """
+    choices = spec.get("choices")
+    if isinstance(choices, str):
+        environment = Environment(extensions=[TemplateExtension])
+        return yaml.safe_load(environment.from_string(choices).render())
+    return choices

@@ -17,6 +17,11 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "hooks"))
+
+from extensions import question_choices  # noqa: E402  (hooks/ is not a package)
+from model import Model  # noqa: E402
+
 COPIER_YML = REPO / "copier.yml"
 QUESTIONS_MD = REPO / "docs" / "questions.md"
 SECTION = re.compile(r"^# Questions: (.+)$")
@@ -54,11 +59,17 @@ def is_jinja(value: object) -> bool:
     return isinstance(value, str) and ("{{" in value or "{%" in value)
 
 
+def model_rules(expression: object) -> str:
+    """What the `model.<fact>` an expression reads means (its docstring in hooks/model.py)."""
+    facts = re.findall(r"\bmodel\.([a-z_]+)", str(expression))
+    return "".join(f" ({(getattr(Model, fact).__doc__ or '').strip().rstrip('.')})" for fact in facts)
+
+
 def describe(name: str, spec: dict) -> list[str]:
     lines = [f"### `{name}`", "", spec.get("help", "(no help text)").strip(), ""]
     kind = spec.get("type", "str")
     lines.append(f"- Type: {code(kind)}" + (", several choices allowed" if spec.get("multiselect") else ""))
-    choices = spec.get("choices")
+    choices = question_choices(spec)  # the model's tables rendered, as Copier offers them
     if isinstance(choices, dict):
         lines.append("- Choices:")
         lines += [f"  - {code(value)}: {label}" for label, value in choices.items()]
@@ -70,7 +81,7 @@ def describe(name: str, spec: dict) -> list[str]:
     elif default is not None:
         lines.append(f"- Default: {code(default)}")
     if "when" in spec:
-        lines.append(f"- Asked only when: {code(spec['when'])}")
+        lines.append(f"- Asked only when: {code(spec['when'])}{model_rules(spec['when'])}")
     if "validator" in spec:
         lines.append("- Validated: a wrong value is rejected with the reason when answered")
     return [*lines, ""]

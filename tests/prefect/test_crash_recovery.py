@@ -39,12 +39,13 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from model import Model
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.client.schemas.objects import StateType
 from prefect.states import Crashed, Pending
 from support.answer_sets import ANSWER_SETS
-from support.answers import answers_of
+from support.answers import answers_of, model_of
 from support.prefect_checks import (
     SPOT_TAG,
     is_crash_recovery_handler,
@@ -68,11 +69,7 @@ IMAGE_MISSING = (
     "5 time(s): failed to resolve ref. The capacity provider could not place the task."
 )
 CONTAINER_EXITED = "The following containers stopped with a non-zero exit code: ['prefect']"
-RECOVERY_SETS = sorted(
-    name
-    for name, answers in ANSWER_SETS.items()
-    if answers.get("crash_retries", 2) > 0 and answers.get("spot_weight", 3) > 0
-)
+RECOVERY_SETS = sorted(name for name, answers in ANSWER_SETS.items() if model_of(answers).crash_recovery)
 # The handler differs between answer sets only by its constants: the server test runs one
 # answer set per (crash_retries, spot_fallback_after), and
 # test_every_recovery_set_renders_a_proven_handler ties every other set to it.
@@ -80,7 +77,8 @@ SERVER_SETS = ["default", "spot-only-batch"]
 
 
 def crash_recovery_expected(answers: dict) -> bool:
-    return answers["crash_retries"] > 0 and answers["spot_weight"] > 0
+    """The model's rule (hooks/model.py), read from the project's recorded answers."""
+    return Model(answers).crash_recovery
 
 
 def recovery_module(project: Path):

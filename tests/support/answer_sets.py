@@ -10,6 +10,7 @@ sizes, Python version); they get the cheap checks.
 from __future__ import annotations
 
 import yaml
+from model import FARGATE_MEMORY_BY_CPU
 
 from support.answers import REPO, choice_values, questions
 
@@ -105,7 +106,8 @@ def _sweeps() -> dict[str, dict]:
             "dask_worker_cpu",
         )
     }
-    memory_for = {256: 512, 512: 1024, 1024: 2048, 2048: 4096, 4096: 8192, 8192: 16384, 16384: 32768}
+    # The smallest Fargate memory of each cpu (the model's table).
+    memory_for = {cpu: sizes[0] for cpu, sizes in FARGATE_MEMORY_BY_CPU.items()}
     sweeps = {}
     for index in range(max(len(values) for values in swept.values())):
         answers = {name: values[index % len(values)] for name, values in swept.items()}

@@ -11,6 +11,8 @@ from functools import cache
 from pathlib import Path
 
 import yaml
+from extensions import question_choices
+from model import Model
 
 REPO = Path(__file__).resolve().parents[2]
 COPIER_YML = REPO / "copier.yml"
@@ -22,9 +24,18 @@ def copier_config() -> dict:
     return yaml.safe_load(COPIER_YML.read_text())
 
 
+@cache
 def questions() -> dict[str, dict]:
-    """Every question (settings start with "_"), computed ones included."""
-    return {name: spec for name, spec in copier_config().items() if not name.startswith("_")}
+    """Every question (settings start with "_"), computed ones included.
+
+    Choices that copier.yml takes from the model (`"{{ choices('name') }}"`)
+    are rendered to the list Copier offers.
+    """
+    return {
+        name: {**spec, "choices": question_choices(spec)} if "choices" in spec else spec
+        for name, spec in copier_config().items()
+        if not name.startswith("_")
+    }
 
 
 def asked_questions() -> dict[str, dict]:
@@ -46,3 +57,18 @@ def answers_of(project: Path) -> dict:
     stored = recorded_answers(project)
     computed = {name: spec["default"] for name, spec in questions().items() if spec.get("when") is False}
     return computed | stored
+
+
+def with_defaults(answers: dict) -> dict:
+    """`answers` plus the plain (not computed) default of every question not given."""
+    defaults = {
+        name: spec["default"]
+        for name, spec in asked_questions().items()
+        if "default" in spec and not (isinstance(spec["default"], str) and "{{" in spec["default"])
+    }
+    return {**defaults, **answers}
+
+
+def model_of(answers: dict) -> Model:
+    """The model (hooks/model.py) of an answer set, defaults filled in as Copier would."""
+    return Model(with_defaults(answers))

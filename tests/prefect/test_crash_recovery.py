@@ -74,6 +74,8 @@ RECOVERY_SETS = sorted(name for name, answers in ANSWER_SETS.items() if model_of
 # answer set per (crash_retries, spot_fallback_after), and
 # test_every_recovery_set_renders_a_proven_handler ties every other set to it.
 SERVER_SETS = ["default", "spot-only-batch"]
+# Tests of the rendered handler: collected only where there is one.
+on_recovery_sets = pytest.mark.parametrize("answer_set", RECOVERY_SETS, indirect=True)
 
 
 def crash_recovery_expected(answers: dict) -> bool:
@@ -107,11 +109,11 @@ def test_recovery_is_rendered_only_when_crashes_are_retried(project: Path):
     assert answers.get("spot_fallback_after", 1) == module.SPOT_FALLBACK_AFTER
 
 
+@on_recovery_sets
 def test_handler_deployment_runs_on_demand_outside_recovery(project: Path):
     """The handler never runs on Spot and is never itself recovered (no fargate-spot tag)."""
     answers = answers_of(project)
-    if not crash_recovery_expected(answers):
-        pytest.skip("no crash recovery in this answer set")
+    assert crash_recovery_expected(answers), "on_recovery_sets selected a set without crash recovery"
     (handler,) = [d for d in load_prefect_yaml(project)["deployments"] if is_crash_recovery_handler(d)]
     assert handler["name"] == f"{answers['project_slug']}-{{{{ $DEPLOY_ENV }}}}"
     assert SPOT_TAG not in handler["tags"]
@@ -119,10 +121,10 @@ def test_handler_deployment_runs_on_demand_outside_recovery(project: Path):
     assert handler["entrypoint"] == f"src/{answers['package_name']}/crash_recovery.py:crash_recovery"
 
 
+@on_recovery_sets
 def test_automation_is_scoped_to_the_project_and_environment(project: Path):
     answers = answers_of(project)
-    if not crash_recovery_expected(answers):
-        pytest.skip("no crash recovery in this answer set")
+    assert crash_recovery_expected(answers), "on_recovery_sets selected a set without crash recovery"
     module = recovery_module(project)
     handler_id = uuid.uuid4()
     automation = module.automation("prod", handler_id)

@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 
 import pytest
+from model import Model
 from support.answers import COPIER_YML, REPO, asked_questions, recorded_answers
 
 QUESTIONS_MD = REPO / "docs" / "questions.md"
@@ -106,11 +107,11 @@ def test_runbook_names_the_projects_resources(project: Path) -> None:
 def test_runbook_explains_crash_recovery_as_configured(project: Path) -> None:
     answers = recorded_answers(project)
     runbook = (project / "docs" / "runbook.md").read_text()
-    spot = answers["spot_weight"] > 0
+    spot = Model(answers).spot
     assert ("## Spot interruptions and crashed runs" in runbook) is spot
     if spot:
         assert "`stopTimeout` is 120 s" in runbook
-    recovery = spot and answers["crash_retries"] > 0
+    recovery = Model(answers).crash_recovery
     assert (f"{answers['project_slug']}-<env>-crash-recovery" in runbook) is recovery
     if recovery:
         assert f"re-run at most {answers['crash_retries']} time(s)" in runbook

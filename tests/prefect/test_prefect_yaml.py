@@ -7,6 +7,7 @@ import importlib.metadata
 from pathlib import Path
 
 import pytest
+from model import Model
 from prefect.cli.deploy._models import PrefectYamlModel
 from prefect.utilities.callables import parameter_schema
 from prefect.utilities.schema_tools import ValidationError, validate
@@ -153,6 +154,6 @@ def test_tags_mark_spot_deployments_and_carry_the_labels(project: Path):
         assert set(answers["labels"]) <= set(deployment["tags"])
         strategy = deployment["work_pool"]["job_variables"].get("capacity_provider_strategy")
         opted_out = strategy is not None and all(e["capacityProvider"] == "FARGATE" for e in strategy)
-        assert (SPOT_TAG in deployment["tags"]) == (answers["spot_weight"] > 0 and not opted_out)
+        assert (SPOT_TAG in deployment["tags"]) == (Model(answers).spot and not opted_out)
     on_demand = [d for d in deployments if SPOT_TAG not in d["tags"]]
     assert on_demand, "one deployment shows how to opt out of Spot"

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from model import Model
 from support.answers import answers_of
 
 MAKE_TARGETS = {
@@ -153,7 +154,7 @@ def test_make_deploy_sets_up_everything_it_needs_first(make, project: Path):
     assert -1 < deploy.find(f"python -m {answers['package_name']}.prefect_api {env_name}") < final
     assert f'export DEPLOY_ENV="{env_name}"' in deploy
     automation = deploy.find(f"python -m {answers['package_name']}.crash_recovery {env_name}")
-    if answers["crash_retries"] > 0 and answers["spot_weight"] > 0:
+    if Model(answers).crash_recovery:
         assert final < automation
     else:
         assert automation == -1
@@ -211,7 +212,7 @@ def test_make_automation_matches_crash_retries(make, project: Path):
     env_name = answers["environments"][0]
     result = make("-n", "automation", f"ENV={env_name}")
     assert result.returncode == 0, result.stderr
-    if answers["crash_retries"] > 0 and answers["spot_weight"] > 0:
+    if Model(answers).crash_recovery:
         assert f"python -m {answers['package_name']}.crash_recovery {env_name}" in result.stdout
         assert (project / "src" / answers["package_name"] / "crash_recovery.py").is_file()
     else:

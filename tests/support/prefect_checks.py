@@ -22,6 +22,7 @@ from typing import Any
 from unittest import mock
 
 import yaml
+from model import Model
 from prefect.cli.deploy._models import PrefectYamlModel, RawScheduleConfig
 from prefect.cli.deploy._schedules import _schedule_config_to_deployment_schedule
 from prefect.client.schemas.actions import DeploymentScheduleCreate
@@ -180,21 +181,6 @@ def resolve_placeholders(value: Any) -> Any:
 # --------------------------------------------------------------------------- Terraform output
 
 
-def capacity_provider_strategy(answers: dict) -> list[dict]:
-    """The contract's strategy: entries that can never get a task (weight 0 and base 0) omitted,
-    at least one kept, capacityProvider/weight/base on every entry."""
-    entries = [
-        {"capacityProvider": "FARGATE_SPOT", "weight": answers["spot_weight"], "base": 0},
-        {
-            "capacityProvider": "FARGATE",
-            "weight": answers["on_demand_weight"],
-            "base": answers["on_demand_base"],
-        },
-    ]
-    kept = [entry for entry in entries if entry["weight"] > 0 or entry["base"] > 0]
-    return kept or entries[1:]
-
-
 def sample_job_variables(answers: dict, env: str | None = None) -> dict:
     """A `terraform output -json work_pool_job_variables` of the env root, per the contract."""
     env = env or answers["environments"][0]
@@ -214,7 +200,7 @@ def sample_job_variables(answers: dict, env: str | None = None) -> dict:
         },
         "execution_role_arn": f"arn:aws:iam::{ACCOUNT}:role/{name}-flow-run-execution",
         "task_role_arn": f"arn:aws:iam::{ACCOUNT}:role/{name}-flow-run-task",
-        "capacity_provider_strategy": capacity_provider_strategy(answers),
+        "capacity_provider_strategy": Model(answers).capacity_provider_strategy,
         "cpu": answers["flow_cpu"],
         "memory": answers["flow_memory"],
         "family": f"{name}-flow-run",

@@ -27,13 +27,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import hcl2
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hooks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import model
 from costs import StackFacts, estimate, usd
+from support.hcl import parse_file
 
 
 class Unknown:
@@ -111,9 +112,8 @@ class Module:
     def blocks(self) -> dict[str, list[dict[str, Any]]]:
         merged: dict[str, list[dict[str, Any]]] = {}
         for path in sorted(self.directory.glob("*.tf")):
-            with path.open() as handle:
-                for kind, entries in hcl2.load(handle).items():
-                    merged.setdefault(kind, []).extend(entries)
+            for kind, entries in parse_file(path).items():
+                merged.setdefault(kind, []).extend(entries)
         return merged
 
     def _named(self, kind: str) -> dict[str, dict[str, Any]]:
@@ -278,8 +278,7 @@ class ProjectReading:
 def environment_root(directory: Path, problems: list[str]) -> Module:
     tfvars: dict[str, Any] = {}
     if (directory / "terraform.tfvars").exists():
-        with (directory / "terraform.tfvars").open() as handle:
-            tfvars = hcl2.load(handle)
+        tfvars = parse_file(directory / "terraform.tfvars")
     # tfvars values are literals: the root evaluates them itself.
     return Module(directory, tfvars, directory.name, None, problems)
 

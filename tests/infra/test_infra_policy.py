@@ -158,9 +158,10 @@ def test_flow_run_tags_need_tag_resource_on_run_task_only(project: Path) -> None
     parsed = parse_tf(project)
     worker_task = next(
         body
-        for document in parsed.values()
+        for path, document in parsed.items()
+        if path.parent.name == "worker"
         for block_type, name, body in blocks(document, "data")
-        if (block_type, name) == ("aws_iam_policy_document", "worker_task")
+        if (block_type, name) == ("aws_iam_policy_document", "task")
     )
     statements = {unquote(s["sid"]): s for s in worker_task["statement"]}
     tagging = [s for s in statements.values() if '"ecs:TagResource"' in s["actions"]]

@@ -135,7 +135,7 @@ def test_egress_defaults_are_the_rules_stacks_already_have(project: Path) -> Non
     modules = project / "infra" / "modules"
     moves = {
         (move["from"].removeprefix("${").removesuffix("}"), move["to"].removeprefix("${").removesuffix("}"))
-        for path in (modules / "worker" / "main.tf", modules / "network" / "main.tf")
+        for path in (modules / "worker" / "main.tf", modules / "flow_runs" / "main.tf")
         for move in load(path).get("moved", [])
     }
     assert moves == {

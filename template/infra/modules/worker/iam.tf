@@ -1,6 +1,5 @@
-# Four roles, each with only what its task does. Resource "*" appears only for
-# actions that AWS cannot scope to a resource:
-#   ecr:GetAuthorizationToken                  (account-wide registry login)
+# The worker's two roles, each with only what its task does. Resource "*"
+# appears only for actions AWS cannot scope to a resource:
 #   ecs:RegisterTaskDefinition                 (the task definition does not exist yet)
 #   ecs:DescribeTaskDefinition, ecs:DeregisterTaskDefinition (no resource-level permissions)
 #   ec2:DescribeVpcs, ec2:DescribeSubnets      (Describe* calls are never resource-scoped)
@@ -10,7 +9,7 @@ locals {
   account_id             = split(":", var.cluster_arn)[4]
   ecs_arn_prefix         = join(":", slice(split(":", var.cluster_arn), 0, 5))
   cluster_task_arns      = "${local.ecs_arn_prefix}:task/${var.cluster_name}/*"
-  flow_run_task_def_arns = "${local.ecs_arn_prefix}:task-definition/${var.flow_run_family}*"
+  flow_run_task_def_arns = "${local.ecs_arn_prefix}:task-definition/${var.flow_runs.family}*"
 }
 
 data "aws_iam_policy_document" "ecs_tasks_assume" {
@@ -30,18 +29,18 @@ data "aws_iam_policy_document" "ecs_tasks_assume" {
   }
 }
 
-# --- Worker: execution role (pulls its public image, writes its log, reads the secret)
+# --- Execution role (pulls its public image, writes its log, reads the secret)
 
-resource "aws_iam_role" "worker_execution" {
+resource "aws_iam_role" "execution" {
   name               = "${var.name}-worker-execution"
   assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
 }
 
-data "aws_iam_policy_document" "worker_execution" {
+data "aws_iam_policy_document" "execution" {
   statement {
     sid       = "WriteWorkerLogs"
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
-    resources = ["${var.worker_log_group_arn}:*"]
+    resources = ["${aws_cloudwatch_log_group.worker.arn}:*"]
   }
 
   statement {
@@ -51,20 +50,20 @@ data "aws_iam_policy_document" "worker_execution" {
   }
 }
 
-resource "aws_iam_role_policy" "worker_execution" {
+resource "aws_iam_role_policy" "execution" {
   name   = "worker-execution"
-  role   = aws_iam_role.worker_execution.id
-  policy = data.aws_iam_policy_document.worker_execution.json
+  role   = aws_iam_role.execution.id
+  policy = data.aws_iam_policy_document.execution.json
 }
 
-# --- Worker: task role (what prefect-aws's ECS worker and its task observer call)
+# --- Task role (what prefect-aws's ECS worker and its task observer call)
 
-resource "aws_iam_role" "worker_task" {
+resource "aws_iam_role" "task" {
   name               = "${var.name}-worker-task"
   assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
 }
 
-data "aws_iam_policy_document" "worker_task" {
+data "aws_iam_policy_document" "task" {
   statement {
     sid = "ManageFlowRunTaskDefinitions"
     actions = [
@@ -122,7 +121,7 @@ data "aws_iam_policy_document" "worker_task" {
   statement {
     sid       = "ReadFlowRunLogs"
     actions   = ["logs:GetLogEvents"]
-    resources = ["${var.flow_run_log_group_arn}:*"]
+    resources = ["${var.flow_runs.log_group_arn}:*"]
   }
 
   statement {
@@ -140,8 +139,8 @@ data "aws_iam_policy_document" "worker_task" {
     sid     = "PassFlowRunRoles"
     actions = ["iam:PassRole"]
     resources = [
-      aws_iam_role.flow_run_execution.arn,
-      aws_iam_role.flow_run_task.arn,
+      var.flow_runs.execution_role_arn,
+      var.flow_runs.task_role_arn,
     ]
 
     condition {
@@ -152,81 +151,8 @@ data "aws_iam_policy_document" "worker_task" {
   }
 }
 
-resource "aws_iam_role_policy" "worker_task" {
+resource "aws_iam_role_policy" "task" {
   name   = "prefect-ecs-worker"
-  role   = aws_iam_role.worker_task.id
-  policy = data.aws_iam_policy_document.worker_task.json
+  role   = aws_iam_role.task.id
+  policy = data.aws_iam_policy_document.task.json
 }
-
-# --- Flow runs: execution role (pulls the project image, writes logs, reads the secret)
-
-resource "aws_iam_role" "flow_run_execution" {
-  name               = "${var.name}-flow-run-execution"
-  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
-}
-
-data "aws_iam_policy_document" "flow_run_execution" {
-  statement {
-    sid       = "LogInToEcr"
-    actions   = ["ecr:GetAuthorizationToken"]
-    resources = ["*"]
-  }
-
-  statement {
-    sid = "PullFlowRunImage"
-    actions = [
-      "ecr:BatchCheckLayerAvailability",
-      "ecr:BatchGetImage",
-      "ecr:GetDownloadUrlForLayer",
-    ]
-    resources = [var.ecr_repository_arn]
-  }
-
-  # prefect-aws sets awslogs-create-group, so the log driver also calls CreateLogGroup.
-  statement {
-    sid       = "WriteFlowRunLogs"
-    actions   = ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"]
-    resources = [var.flow_run_log_group_arn, "${var.flow_run_log_group_arn}:*"]
-  }
-
-  statement {
-    sid       = "ReadPrefectSecret"
-    actions   = ["secretsmanager:GetSecretValue"]
-    resources = [var.secret_arn]
-  }
-}
-
-resource "aws_iam_role_policy" "flow_run_execution" {
-  name   = "flow-run-execution"
-  role   = aws_iam_role.flow_run_execution.id
-  policy = data.aws_iam_policy_document.flow_run_execution.json
-}
-
-# --- Flow runs: task role (the flow's own AWS permissions; add yours here)
-
-resource "aws_iam_role" "flow_run_task" {
-  name               = "${var.name}-flow-run-task"
-  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
-}
-{%- if code_storage == 's3' %}
-
-data "aws_iam_policy_document" "flow_run_code" {
-  statement {
-    sid       = "ListFlowCode"
-    actions   = ["s3:ListBucket"]
-    resources = [var.code_bucket_arn]
-  }
-
-  statement {
-    sid       = "ReadFlowCode"
-    actions   = ["s3:GetObject"]
-    resources = ["${var.code_bucket_arn}/*"]
-  }
-}
-
-resource "aws_iam_role_policy" "flow_run_code" {
-  name   = "read-flow-code"
-  role   = aws_iam_role.flow_run_task.id
-  policy = data.aws_iam_policy_document.flow_run_code.json
-}
-{%- endif %}

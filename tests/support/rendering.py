@@ -29,6 +29,7 @@ def isolate_copier_settings(directory: Path) -> Path:
     """Point Copier at an empty settings file: the user's defaults and trusted list don't leak in."""
     settings = directory / "copier-settings.yml"
     if not settings.exists():
+        directory.mkdir(parents=True, exist_ok=True)
         settings.write_text("{}\n")
     os.environ["COPIER_SETTINGS_PATH"] = str(settings)
     return settings

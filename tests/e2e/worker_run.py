@@ -35,6 +35,7 @@ from pipeline import EmulatedProject
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.client.schemas.objects import FlowRun
+from support.prefect_checks import load_prefect_yaml
 from support.prefect_local import PREFECT, PrefectServer, run_prefect
 
 IMAGE_TAG = "e2e"
@@ -144,7 +145,7 @@ class PrefectProject:
 
     # --- make deploy ------------------------------------------------------------
     def deploy(self) -> None:
-        config = yaml.safe_load((self.root / "prefect.yaml").read_text())
+        config = load_prefect_yaml(self.root)
         built_image = "{{ build-image.image }}"
         if config.get("build"):
             # No Docker engine here: skip building and pushing the image, deploy the name it would have.

@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 from costs import (
     PRICES_PATH,
     cost_estimate,
@@ -27,7 +26,8 @@ from costs import (
     spot_share,
 )
 from jinja2 import Environment, FileSystemLoader
-from support.answers import REPO, answers_of, choice_values
+from support.answers import REPO, answers_of, choice_values, presets
+from support.prefect_checks import load_prefect_yaml
 
 PRICES = json.loads(PRICES_PATH.read_text())
 HOURS = 730
@@ -35,8 +35,8 @@ US = PRICES["regions"]["us-east-1"]["fargate"]
 ARM_US = PRICES["fargate_arm64"]["reference_on_demand"]
 SERVICES = PRICES["services"]
 IDLE_LOG_GB = PRICES["assumptions"]["idle_log_gb_per_environment_month"]
-ON_DEMAND_PRESET = REPO / "presets" / "regulated-prod.yml"
-SPOT_WORKER_PRESET = REPO / "presets" / "minimal-dev.yml"
+ON_DEMAND_PRESET = "regulated-prod"
+SPOT_WORKER_PRESET = "minimal-dev"
 
 
 def _load_stack_cost():
@@ -132,7 +132,7 @@ def test_default_render_costs_what_the_prices_say(render):
 
 
 def test_on_demand_only_preset_costs_what_the_prices_say(render):
-    preset = yaml.safe_load(ON_DEMAND_PRESET.read_text())
+    preset = presets()[ON_DEMAND_PRESET]
     assert preset["spot_weight"] == 0, "this test needs the on-demand-only preset"
     reading = stack_cost.read_project(render(preset))
     result = estimate(reading.facts)
@@ -155,7 +155,7 @@ def test_on_demand_only_preset_costs_what_the_prices_say(render):
 
 
 def test_spot_worker_preset_costs_what_the_prices_say(render):
-    preset = yaml.safe_load(SPOT_WORKER_PRESET.read_text())
+    preset = presets()[SPOT_WORKER_PRESET]
     assert preset["worker_on_spot"] is True, "this test needs the preset whose worker runs on Spot"
     reading = stack_cost.read_project(render(preset))
     result = estimate(reading.facts)
@@ -256,9 +256,7 @@ def test_dask_run_hour_is_what_the_prices_say(render):
     assert {label: readme_rows.get(label) for label in expected} == expected
     # The client size the cost assumes is the one its deployment asks for.
     deployment = next(
-        d
-        for d in yaml.safe_load((project / "prefect.yaml").read_text())["deployments"]
-        if d["name"].startswith("primes-weekly-")
+        d for d in load_prefect_yaml(project)["deployments"] if d["name"].startswith("primes-weekly-")
     )
     assert (
         deployment["work_pool"]["job_variables"]["cpu"],

@@ -21,6 +21,7 @@ import pytest
 import yaml
 from support.answers import recorded_answers
 from support.hcl import loads
+from support.prefect_checks import load_prefect_yaml
 
 # Each value starts with a marker and ends with a second one, so a line that
 # holds the first marker but not the second shows a newline that got through.
@@ -237,7 +238,7 @@ def test_labels_prefect_accepts_reach_every_deployment_unchanged(render) -> None
     from prefect.cli.deploy._models import PrefectYamlModel
 
     project = render({"labels": ACCEPTED_LABELS, "code_storage": "s3"})
-    config = yaml.safe_load((project / "prefect.yaml").read_text())
+    config = load_prefect_yaml(project)
     model = PrefectYamlModel.model_validate(config)
     for deployment in model.deployments:
         assert deployment.tags[: len(ACCEPTED_LABELS)] == ACCEPTED_LABELS, deployment.name

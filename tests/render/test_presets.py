@@ -12,11 +12,10 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
-from support.answers import REPO, asked_questions, recorded_answers
+from support.answers import PRESETS_DIR, REPO, asked_questions, presets, recorded_answers
 from support.rendering import LEFTOVER_JINJA, PARSED_SUFFIXES, parse_by_suffix, project_files
 
-PRESETS = {path.stem: yaml.safe_load(path.read_text()) for path in sorted((REPO / "presets").glob("*.yml"))}
+PRESETS = presets()
 
 
 @pytest.fixture(scope="module", params=sorted(PRESETS))
@@ -86,7 +85,7 @@ def test_documented_command_line(tmp_path: Path) -> None:
     destination = tmp_path / "project"
     command = [
         *(sys.executable, "-m", "copier", "copy", "--trust", "--defaults", "--quiet"),
-        *("--vcs-ref", "HEAD", "--data-file", str(REPO / "presets" / "spot-batch.yml")),
+        *("--vcs-ref", "HEAD", "--data-file", str(PRESETS_DIR / "spot-batch.yml")),
         *("--data", "project_name=Nightly Scoring", str(REPO), str(destination)),
     ]
     env = {**os.environ, "COPIER_SETTINGS_PATH": str(settings)}

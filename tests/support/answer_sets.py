@@ -9,10 +9,9 @@ sizes, Python version); they get the cheap checks.
 
 from __future__ import annotations
 
-import yaml
 from model import FARGATE_MEMORY_BY_CPU
 
-from support.answers import REPO, choice_values, questions
+from support.answers import choice_values, presets, questions
 
 ANSWER_SETS: dict[str, dict] = {
     "default": {},
@@ -84,12 +83,7 @@ ANSWER_SETS: dict[str, dict] = {
 
 
 # Every team preset gets every check too (docs/presets.md).
-ANSWER_SETS.update(
-    {
-        f"preset-{path.stem}": yaml.safe_load(path.read_text())
-        for path in sorted((REPO / "presets").glob("*.yml"))
-    }
-)
+ANSWER_SETS.update({f"preset-{name}": answers for name, answers in presets().items()})
 
 
 def _sweeps() -> dict[str, dict]:

@@ -17,6 +17,7 @@ from model import Model
 REPO = Path(__file__).resolve().parents[2]
 COPIER_YML = REPO / "copier.yml"
 ANSWERS_FILE = ".copier-answers.yml"
+PRESETS_DIR = REPO / "presets"
 
 
 @cache
@@ -45,6 +46,12 @@ def asked_questions() -> dict[str, dict]:
 def choice_values(name: str) -> list:
     choices = questions()[name]["choices"]
     return list(choices.values()) if isinstance(choices, dict) else list(choices)
+
+
+@cache
+def presets() -> dict[str, dict]:
+    """Every team preset (presets/<name>.yml), by name."""
+    return {path.stem: yaml.safe_load(path.read_text()) for path in sorted(PRESETS_DIR.glob("*.yml"))}
 
 
 def recorded_answers(project: Path) -> dict:

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support.answers import REPO
+from support.answers import REPO, presets
 from support.answers import recorded_answers as _answers
 from support.rendering import isolate_copier_settings, render_template, update_project
 from support.snapshot import GIT_IDENTITY, copy_template, git
 
-PRESETS = sorted(path.stem for path in (REPO / "presets").glob("*.yml"))
+PRESETS = sorted(presets())
 OLD_QUESTION, NEW_QUESTION = "labels", "deployment_tags"
 RELEASE_MARKER = "# Release 0.2.0 of the template"
 HEAD_MARKER = "# Unreleased change of the template"
@@ -116,12 +116,8 @@ def _git_identity(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(name, value)
 
 
-def _preset(name: str) -> dict:
-    return yaml.safe_load((REPO / "presets" / f"{name}.yml").read_text())
-
-
 def _copy_at_first_release(template_repo: Path, preset: str, destination: Path) -> Path:
-    answers = {**_preset(preset), "project_name": f"Team {preset}"}
+    answers = {**presets()[preset], "project_name": f"Team {preset}"}
     render_template(answers, destination, src=template_repo, vcs_ref="v0.1.0")
     assert (destination / ".git").is_dir(), "the copy task did not create a git repository"
     _commit(destination, "Copy of the template at v0.1.0")
@@ -207,7 +203,7 @@ def _assert_clean_merge(project: Path) -> None:
 def test_update_to_next_release_keeps_team_edits(template_repo: Path, preset: str, tmp_path: Path) -> None:
     project = _copy_at_first_release(template_repo, preset, tmp_path / "project")
     old_tags = _answers(project)[OLD_QUESTION]
-    assert old_tags == _preset(preset)[OLD_QUESTION]
+    assert old_tags == presets()[preset][OLD_QUESTION]
     edits = TeamEdits(project)
     edits.apply()
 
@@ -243,7 +239,7 @@ def test_update_to_unreleased_head_adding_an_environment(template_repo: Path, tm
     edits.assert_intact()
     answers = _answers(project)
     assert answers["_commit"].startswith("v0.2.0-1-g"), answers["_commit"]
-    assert answers[NEW_QUESTION] == _preset("spot-batch")[OLD_QUESTION]
+    assert answers[NEW_QUESTION] == presets()["spot-batch"][OLD_QUESTION]
     assert answers["environments"] == ["dev", "staging", "prod"]
     assert (project / ".gitignore").read_text().rstrip().endswith(HEAD_MARKER)
     assert (project / "UPGRADING.md").is_file()
@@ -259,7 +255,7 @@ def test_fresh_copy_of_new_release_matches_updated_project(template_repo: Path, 
     """The update's result is what a team starting at v0.2.0 gets (team files aside)."""
     updated = _copy_at_first_release(template_repo, "spot-batch", tmp_path / "updated")
     _update(updated, "v0.2.0")
-    answers = {**_preset("spot-batch"), "project_name": "Team spot-batch"}
+    answers = {**presets()["spot-batch"], "project_name": "Team spot-batch"}
     answers[NEW_QUESTION] = answers.pop(OLD_QUESTION)
     fresh = tmp_path / "fresh"
     render_template(answers, fresh, src=template_repo, vcs_ref="v0.2.0")

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from support.hcl import Module, load_module, module_dirs, unquote
+from support.hcl import Module, load_module, local_source, module_dirs
 
 INDEX = re.compile(r"\[[^\]]*\]$")
 
@@ -24,9 +24,10 @@ def resolve(module: Module, address: str) -> tuple[Module, tuple[str, str]] | st
     parts = address.removeprefix("${").removesuffix("}").split(".")
     while parts[0] == "module":
         call = module.module_calls.get(INDEX.sub("", parts[1]))
-        if call is None:
-            return f"{module.path} calls no module {parts[1]!r}"
-        module = load_module((module.path / unquote(call.body["source"])).resolve())
+        source = local_source(module, call) if call is not None else None
+        if source is None:
+            return f"{module.path} calls no local module {parts[1]!r}"
+        module = load_module(source)
         parts = parts[2:]
     resource_type, name = parts[0], ".".join(parts[1:])
     return module, (resource_type, INDEX.sub("", name))

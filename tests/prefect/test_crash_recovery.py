@@ -78,11 +78,6 @@ SERVER_SETS = ["default", "spot-only-batch"]
 on_recovery_sets = pytest.mark.parametrize("answer_set", RECOVERY_SETS, indirect=True)
 
 
-def crash_recovery_expected(answers: dict) -> bool:
-    """The model's rule (hooks/model.py), read from the project's recorded answers."""
-    return Model(answers).crash_recovery
-
-
 def recovery_module(project: Path):
     answers = answers_of(project)
     return load_project_module(project, f"src/{answers['package_name']}/crash_recovery.py", "crash_recovery")
@@ -93,7 +88,7 @@ def recovery_module(project: Path):
 
 def test_recovery_is_rendered_only_when_crashes_are_retried(project: Path):
     answers = answers_of(project)
-    expected = crash_recovery_expected(answers)
+    expected = Model(answers).crash_recovery
     handler = project / "src" / answers["package_name"] / "crash_recovery.py"
     assert handler.is_file() == expected
     assert not (project / "automations").exists()
@@ -113,7 +108,7 @@ def test_recovery_is_rendered_only_when_crashes_are_retried(project: Path):
 def test_handler_deployment_runs_on_demand_outside_recovery(project: Path):
     """The handler never runs on Spot and is never itself recovered (no fargate-spot tag)."""
     answers = answers_of(project)
-    assert crash_recovery_expected(answers), "on_recovery_sets selected a set without crash recovery"
+    assert Model(answers).crash_recovery, "on_recovery_sets selected a set without crash recovery"
     (handler,) = [d for d in load_prefect_yaml(project)["deployments"] if is_crash_recovery_handler(d)]
     assert handler["name"] == f"{answers['project_slug']}-{{{{ $DEPLOY_ENV }}}}"
     assert SPOT_TAG not in handler["tags"]
@@ -124,7 +119,7 @@ def test_handler_deployment_runs_on_demand_outside_recovery(project: Path):
 @on_recovery_sets
 def test_automation_is_scoped_to_the_project_and_environment(project: Path):
     answers = answers_of(project)
-    assert crash_recovery_expected(answers), "on_recovery_sets selected a set without crash recovery"
+    assert Model(answers).crash_recovery, "on_recovery_sets selected a set without crash recovery"
     module = recovery_module(project)
     handler_id = uuid.uuid4()
     automation = module.automation("prod", handler_id)

@@ -54,21 +54,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.quick)
 
 
+def run_shared_dir(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """A directory shared by the xdist workers of one run, never across runs."""
+    base = tmp_path_factory.getbasetemp()
+    # getbasetemp() is per worker; its parent belongs to this run only.
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / name
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
 def _render_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where renders are cached: shared by the xdist workers of one run, never across runs.
+    """Where renders are cached, for the whole run.
 
     RENDER_CACHE_DIR overrides it (the validation-cost benchmark shares one
     render between the pytest runs it times).
     """
     if override := os.environ.get("RENDER_CACHE_DIR"):
         root = Path(override)
-    elif os.environ.get("PYTEST_XDIST_WORKER"):
-        # getbasetemp() is per worker; its parent belongs to this run only.
-        root = tmp_path_factory.getbasetemp().parent / "renders"
-    else:
-        root = tmp_path_factory.getbasetemp() / "renders"
-    root.mkdir(parents=True, exist_ok=True)
-    return root
+        root.mkdir(parents=True, exist_ok=True)
+        return root
+    return run_shared_dir(tmp_path_factory, "renders")
 
 
 @pytest.fixture(scope="session")
@@ -104,3 +109,9 @@ def project(render: Render, answer_set: tuple[str, dict]) -> Path:
 def swept_project(request: pytest.FixtureRequest, render: Render) -> tuple[dict, Path]:
     answers = VALUE_SWEEPS[request.param]
     return answers, render(answers)
+
+
+@pytest.fixture(scope="session")
+def generated_pytest_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One pytest cache for the generated projects' suites of this run (their migrated Prefect database)."""
+    return run_shared_dir(tmp_path_factory, "generated-pytest-cache")

@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -36,7 +35,6 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
 from model import Model
@@ -52,9 +50,8 @@ from support.prefect_checks import (
     load_prefect_yaml,
     load_project_module,
 )
+from support.prefect_local import PREFECT, PrefectServer
 
-PREFECT = [sys.executable, "-m", "prefect"]
-STARTUP_TIMEOUT = 180
 STEP_TIMEOUT = 180
 # After the last crash, how long a run must stay Crashed (recovery takes a few seconds).
 GRACE = 10
@@ -251,12 +248,6 @@ SLEEPY_FLOW = textwrap.dedent(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -303,37 +294,16 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """`prefect server start` on a free port, a process pool "local" and its worker."""
+    """A local Prefect server (services on), a process pool "local" and its worker."""
     workdir = tmp_path_factory.mktemp("prefect")
-    port = _free_port()
-    api_url = f"http://127.0.0.1:{port}/api"
+    prefect_server = PrefectServer(workdir / "server").start()
     env = {key: value for key, value in os.environ.items() if not key.startswith(("PREFECT_", "PYTEST_"))}
-    env |= {
-        "PREFECT_HOME": str(workdir / "prefect-home"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_UI_ENABLED": "false",
+    env |= prefect_server.client_env() | {
         "PREFECT_WORKER_QUERY_SECONDS": "1",
         "PREFECT_WORKER_HEARTBEAT_SECONDS": "5",
     }
-    server_log = (workdir / "server.log").open("w")
-    process = subprocess.Popen(
-        [*PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=server_log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
     worker = None
-
-    def healthy() -> bool:
-        assert process.poll() is None, (workdir / "server.log").read_text()[-3000:]
-        with contextlib.suppress(httpx.HTTPError):
-            return httpx.get(f"{api_url}/health", timeout=2).status_code == 200
-        return False
-
     try:
-        _wait_for(healthy, STARTUP_TIMEOUT, "the Prefect server")
-        env = env | {"PREFECT_API_URL": api_url}
         _prefect(env, "work-pool", "create", "local", "--type", "process")
         # Runs of this pool are never picked up: the test plays its worker.
         _prefect(env, "work-pool", "create", "ecs-nobody-polls", "--type", "ecs")
@@ -346,12 +316,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        yield Server(api_url, env, workdir)
+        yield Server(prefect_server.api_url, env, workdir)
     finally:
         if worker is not None:
             _stop(worker)
-        _stop(process)
-        server_log.close()
+        prefect_server.stop()
 
 
 def _deploy(

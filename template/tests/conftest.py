@@ -4,9 +4,11 @@ The same server `prefect_test_harness` starts, with two differences that halve
 `make test`: it boots while pytest imports and collects the tests, and it
 starts from a copy of an already-migrated database instead of migrating a new
 one (the slowest part of a start). The migrated copy is kept in pytest's cache,
-one per Prefect version; `pytest --cache-clear` drops it.
+one per set of installed Prefect packages (their migrations and block types);
+`pytest --cache-clear` drops it.
 """
 
+import hashlib
 import os
 import shutil
 import socket
@@ -17,7 +19,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from importlib.metadata import version
+from importlib.metadata import distributions
 from pathlib import Path
 
 import pytest
@@ -94,9 +96,19 @@ class LocalServer:
 SERVER = pytest.StashKey[LocalServer]()
 
 
+def prefect_packages_key() -> str:
+    """Changes with any installed prefect* package's version."""
+    packages = sorted(
+        f"{dist.name}=={dist.version}"
+        for dist in distributions()
+        if (dist.name or "").lower().startswith("prefect")
+    )
+    return hashlib.sha256(" ".join(packages).encode()).hexdigest()[:16]
+
+
 def pytest_configure(config: pytest.Config) -> None:
     cache = getattr(config, "cache", None)
-    migrated = cache.mkdir("prefect-server") / f"prefect-{version('prefect')}.db" if cache else None
+    migrated = cache.mkdir("prefect-server") / f"{prefect_packages_key()}.db" if cache else None
     config.stash[SERVER] = server = LocalServer(migrated)
     # Set before the tests import prefect, which reads its settings on import.
     os.environ["PREFECT_API_URL"] = server.api_url

@@ -10,7 +10,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -60,15 +59,16 @@ def test_generated_test_suite_passes(project: Path, tmp_path: Path, generated_py
     # The suites of all answer sets share one pytest cache, so all but the first
     # start their Prefect server on the migrated database the first one kept.
     cache = ["-o", f"cache_dir={generated_pytest_cache}"]
-    result = run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", *cache], project, clean_env(tmp_path)
-    )
+    env = clean_env(tmp_path) | {"TMPDIR": str(tmp_path)}
+    result = run([sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", *cache], project, env)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     # The Dask flow's tests (dask_cluster) add 8 to the 1x of the other examples.
     count = r"2\d" if answers_of(project).get("dask_cluster") else r"1\d"
     assert re.search(rf"\b{count} passed\b", result.stdout), result.stdout[-500:]
+    # The server stopped with the session (it removes its folder once it has exited).
+    assert not list(tmp_path.glob("prefect-tests-*"))
     # Kept before any test wrote to it: migrated, block types registered, no runs.
-    migrated = generated_pytest_cache / "d" / "prefect-server" / f"prefect-{version('prefect')}.db"
+    [migrated] = (generated_pytest_cache / "d" / "prefect-server").glob("*.db")
     with contextlib.closing(sqlite3.connect(migrated)) as database:
         assert database.execute("select count(*) from alembic_version").fetchone() == (1,)
         assert database.execute("select count(*) from block_type").fetchone()[0] > 0

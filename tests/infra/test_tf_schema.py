@@ -206,8 +206,10 @@ def test_parsing_from_threads_never_overlaps_nor_corrupts_later_parses(monkeypat
 
     monkeypatch.setattr(hcl2, "loads", slow_loads)
     text = "".join(f'a{i} = ["x", "${{var.y}}-{i}", {{ k = [1, 2] }}]\n' for i in range(10))
+    # Distinct texts, so that each call parses (loads caches by text).
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda _: loads(text), range(16)))
+        list(pool.map(lambda n: loads(f"{text}n{n} = 1\n"), range(16)))
 
     assert most_inside == 1, f"{most_inside} threads were inside python-hcl2 at once"
-    assert loads('x = ["a"]\n')["x"] == ['"a"']
+    later = f"x{time.monotonic_ns()}"
+    assert loads(f'{later} = ["a"]\n')[later] == ['"a"']

@@ -17,6 +17,7 @@ empty list meaning the module is fine:
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import threading
@@ -103,7 +104,17 @@ _PARSE_LOCK = threading.Lock()
 
 
 def loads(text: str) -> dict:
-    """python-hcl2's dict for HCL text (the only way tests call python-hcl2)."""
+    """python-hcl2's dict for HCL text (the only way tests call python-hcl2).
+
+    Each distinct text is parsed once per process (python-hcl2 takes ~10 ms per
+    file, and every check of every answer set reads the same files); callers
+    get their own copy to change.
+    """
+    return copy.deepcopy(_parsed(text))
+
+
+@cache
+def _parsed(text: str) -> dict:
     with _PARSE_LOCK:
         return hcl2.loads(text)
 

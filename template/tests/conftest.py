@@ -1,7 +1,7 @@
 """One local Prefect server (SQLite) for the whole test session.
 
-The same server `prefect_test_harness` starts, with two differences that halve
-`make test`: it boots while pytest imports and collects the tests, and it
+The same server `prefect_test_harness` starts, with two differences that about
+halve `make test`: it boots while pytest imports and collects the tests, and it
 starts from a copy of an already-migrated database instead of migrating a new
 one (the slowest part of a start). The migrated copy is kept in pytest's cache,
 one per set of installed Prefect packages (their migrations and block types);
@@ -19,6 +19,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from contextlib import closing
 from importlib.metadata import distributions
 from pathlib import Path
 
@@ -79,7 +80,8 @@ class LocalServer:
     def keep_migrated_copy(self) -> None:
         """Snapshot the database before any test writes to it (SQLite's online backup)."""
         partial = self.migrated.with_name(f"{self.migrated.name}.{os.getpid()}")
-        with sqlite3.connect(self.database) as source, sqlite3.connect(partial) as copy:
+        source, copy = sqlite3.connect(self.database), sqlite3.connect(partial)
+        with closing(source), closing(copy):
             source.backup(copy)
         partial.replace(self.migrated)
 

@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from contextlib import closing
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -112,7 +113,7 @@ class PrefectServer:
 def keep_migrated_copy(database: Path) -> None:
     """Snapshot a just-started server's database for later servers (SQLite's online backup)."""
     partial = MIGRATED_DATABASE.with_name(f"{MIGRATED_DATABASE.name}.{os.getpid()}")
-    with sqlite3.connect(database) as source, sqlite3.connect(partial) as copy:
+    with closing(sqlite3.connect(database)) as source, closing(sqlite3.connect(partial)) as copy:
         source.backup(copy)
     partial.replace(MIGRATED_DATABASE)
 

@@ -3,9 +3,10 @@
 render_speed.py renders it next to this template with the same Copier in the
 same run; their ratio is this template's own overhead. It matches this
 template's shape, not its content: ~30 questions with inline validators,
-79 source files (51 of them .jinja, ~100 KB), ~20 folders, Jinja in a few
-folder names (a package folder, a conditional folder). Plain Jinja only: no
-extensions, no hooks, no `_tasks`. Re-run after changing the shape here:
+~80 source files (~55 of them .jinja), ~20 folders, Jinja in a few folder
+names (a package folder, a conditional folder), and as many bytes of .jinja
+as template/ has today (the repeated sections scale with it). Plain Jinja
+only: no extensions, no hooks, no `_tasks`. Re-run after the template grows:
 
     .venv/bin/python benchmarks/make_reference_template.py
 """
@@ -16,6 +17,21 @@ import shutil
 from pathlib import Path
 
 OUT = Path(__file__).with_name("reference_template")
+TEMPLATE = Path(__file__).resolve().parents[1] / "template"
+# .jinja bytes the generator writes at SCALE 1.0.
+BASE_JINJA_BYTES = 86_631
+
+
+def jinja_bytes(root: Path) -> int:
+    return sum(path.stat().st_size for path in root.rglob("*.jinja") if path.is_file())
+
+
+SCALE = jinja_bytes(TEMPLATE) / BASE_JINJA_BYTES
+
+
+def scaled(count: int) -> int:
+    return max(1, round(count * SCALE))
+
 
 QUESTIONS = {
     "project_name": ("str", "Reference Project"),
@@ -75,7 +91,7 @@ def terraform_module(name: str) -> dict[str, str]:
         f'resource "null_resource" "{name}_{index}" {{\n'
         f'  triggers = {{\n    name  = "{{{{ project_slug }}}}-{name}-{index}"\n'
         f'    owner = "{{{{ owner }}}}"\n    region = "{{{{ region }}}}"\n  }}\n}}\n'
-        for index in range(12)
+        for index in range(scaled(12))
     )
     variables = "\n".join(
         f'variable "{name}_{field}" {{\n  description = "{field} of {name}"\n  type        = string\n'
@@ -95,7 +111,7 @@ def python_module(title: str) -> str:
     functions = "\n\n".join(
         f'def {title}_{index}(value: int) -> int:\n    """Step {index} of {{{{ project_name }}}}."""\n'
         f"    return value * {index} + {{{{ retries }}}}\n"
-        for index in range(40)
+        for index in range(scaled(40))
     )
     return f'"""{title} of {{{{ project_name }}}}: {{{{ description }}}}."""\n\n\n{functions}'
 
@@ -123,7 +139,8 @@ def files() -> dict[str, str]:
     tree["README.md.jinja"] = (
         "# {{ project_name }}\n\n{{ description }}\n\n"
         + "".join(
-            f"## Section {index}\n\n{{{{ project_name }}}} in {{{{ region }}}}.\n\n" for index in range(30)
+            f"## Section {index}\n\n{{{{ project_name }}}} in {{{{ region }}}}.\n\n"
+            for index in range(scaled(30))
         )
         + "{% for env in environments %}- {{ env }}\n{% endfor %}"
     )
@@ -132,7 +149,8 @@ def files() -> dict[str, str]:
         'requires-python = "=={{ python_version }}.*"\n\n[tool.ruff]\nline-length = {{ line_length }}\n'
     )
     tree["Makefile.jinja"] = "".join(
-        f"target{index}:  ## step {index}\n\t@echo {{{{ project_slug }}}} {index}\n\n" for index in range(40)
+        f"target{index}:  ## step {index}\n\t@echo {{{{ project_slug }}}} {index}\n\n"
+        for index in range(scaled(40))
     )
     tree["{% if with_docker %}Dockerfile{% endif %}.jinja"] = (
         "FROM python:{{ python_version }}-slim\nCOPY . /app\nRUN pip install /app\n"
@@ -143,17 +161,17 @@ def files() -> dict[str, str]:
     for name in ("ci", "deploy"):
         tree[f"{{% if with_ci %}}.github{{% endif %}}/workflows/{name}.yml.jinja"] = (
             f"name: {name}\non: [push]\njobs:\n  {name}:\n    runs-on: ubuntu-latest\n    steps:\n"
-            + "".join(f"      - run: echo {{{{ project_slug }}}} {index}\n" for index in range(30))
+            + "".join(f"      - run: echo {{{{ project_slug }}}} {index}\n" for index in range(scaled(30)))
         )
     for name in ("architecture", "runbook", "deploying", "costs", "updating"):
         tree[f"docs/{name}.md.jinja"] = "".join(
             f"## {name} {index}\n\n{{{{ project_name }}}} ({{{{ owner }}}}, {{{{ region }}}}).\n\n"
-            for index in range(70)
+            for index in range(scaled(70))
         )
     tree["prefect.yaml.jinja"] = "deployments:\n" + "".join(
         f"  - name: {{{{ project_slug }}}}-{index}\n    schedule: {{cron: '{{{{ schedule }}}}'}}\n"
         f"    tags: {{{{ tags | tojson }}}}\n"
-        for index in range(20)
+        for index in range(scaled(20))
     )
     tree[".pre-commit-config.yaml"] = "repos: []\n"
     tree[".dockerignore"] = ".git\n.venv\n"

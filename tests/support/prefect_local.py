@@ -5,13 +5,15 @@ event and automation services on (the default), so automations react to
 flow-run events as they do in Prefect Cloud or a self-hosted server.
 
 Migrating a new SQLite database is most of a server's start (~9 s of CPU
-here), so the first server of a Prefect version keeps a copy of its database
-as it is once healthy (migrated, nothing else in it) and later servers start
-from that copy without migrating: the generated project's conftest does the same.
+here), so the first server keeps a copy of its database as it is once healthy
+(migrated, block types registered, nothing else) and later servers start from
+that copy without migrating. The copy is keyed, as in the generated project's
+conftest, by every installed prefect* package (their migrations and block types).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import socket
@@ -23,12 +25,17 @@ import time
 import urllib.request
 from contextlib import closing
 from dataclasses import dataclass
-from importlib.metadata import version
+from importlib.metadata import distributions
 from pathlib import Path
 
 STARTUP_TIMEOUT = 240  # generous: it starts while the applies load the machine
 PREFECT = [sys.executable, "-m", "prefect"]
-MIGRATED_DATABASE = Path(tempfile.gettempdir()) / f"prefect-{version('prefect')}-migrated-{os.getuid()}.db"
+_PREFECT_PACKAGES = " ".join(
+    sorted(f"{dist.name}=={dist.version}" for dist in distributions() if dist.name.startswith("prefect"))
+)
+MIGRATED_DATABASE = Path(tempfile.gettempdir()) / (
+    f"prefect-migrated-{hashlib.sha256(_PREFECT_PACKAGES.encode()).hexdigest()[:16]}-{os.getuid()}.db"
+)
 
 
 def free_port() -> int:

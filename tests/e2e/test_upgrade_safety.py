@@ -24,7 +24,6 @@ a destroy by design, may be left.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -40,6 +39,7 @@ from stacks import EmulatedStack, parallel
 from support.answers import REPO, recorded_answers
 from support.rendering import isolate_copier_settings, render_template, update_project
 from support.snapshot import GIT_IDENTITY, copy_template, git
+from support.tools import binary_missing, require
 
 # Its own group: xdist may run it beside test_emulated_stack.py (group "e2e").
 pytestmark = pytest.mark.xdist_group("e2e-upgrade")
@@ -92,8 +92,7 @@ def destroyed_resources(plan: dict[str, Any]) -> list[str]:
 
 def template_at_first_release_and_head(root: Path) -> Path:
     """Clone this repository, tag FIRST_RELEASE v0.1.0 and commit the working tree as HEAD."""
-    if shutil.which("git") is None:
-        pytest.skip("git is not installed")
+    require(binary_missing("git"))
     try:
         git(REPO, "rev-parse", "--git-dir")
     except subprocess.CalledProcessError:

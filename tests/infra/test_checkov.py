@@ -1,8 +1,9 @@
 """checkov on every rendered infra/: no failed check; every skip says why.
 
 checkov runs once per test run over every answer set's infra/ (the
-`checkov_scan` fixture, tests/support/checkov_batch.py: isolated through `uvx`,
-offline); skipped, with the reason, without uvx.
+`checkov_scan` fixture, tests/support/checkov_batch.py: isolated in uv's tool
+environment, offline); skipped with the reason when no uv is found
+(support.tools), failed under CI.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from model import Model
 from support.answers import answers_of
+from support.tools import binary_missing, require
 
 MAKE_TARGETS = {
     "help",
@@ -104,8 +105,7 @@ def test_pyproject_pins_prefect_and_groups_deploy_tools(project: Path):
 
 @pytest.fixture
 def make(project: Path, tmp_path: Path):
-    if shutil.which("make") is None:
-        pytest.skip("GNU make is not installed")
+    require(binary_missing("make", "install GNU make"))
     env = clean_env(tmp_path) | {"MAKEFLAGS": ""}
 
     def _make(*args: str) -> subprocess.CompletedProcess:
@@ -266,8 +266,7 @@ def test_every_output_read_initialises_the_root_first(make, project: Path):
 @pytest.mark.terraform
 def test_output_readers_work_in_a_fresh_clone(render, tf_env: dict[str, str], tmp_path: Path):
     """`make logs` in a clone whose env root was never initialised: init, then read the state."""
-    if shutil.which("make") is None:
-        pytest.skip("GNU make is not installed")
+    require(binary_missing("make", "install GNU make"))
     clone = tmp_path / "clone"
     shutil.copytree(render({}), clone, ignore=shutil.ignore_patterns(".terraform", ".terraform.lock.hcl"))
     env_root = clone / "infra" / "envs" / "dev"
@@ -310,8 +309,7 @@ def test_output_readers_work_in_a_fresh_clone(render, tf_env: dict[str, str], tm
 
 def test_dependency_image_tag_covers_every_file_that_shapes_the_image(render, tmp_path: Path):
     """s3 storage: a change to any input of the dependency image gives a new tag (tags are immutable)."""
-    if shutil.which("make") is None:
-        pytest.skip("GNU make is not installed")
+    require(binary_missing("make", "install GNU make"))
     project = tmp_path / "project"
     shutil.copytree(render({"code_storage": "s3"}), project)
     (project / "uv.lock").write_text("version = 1\n")
@@ -351,8 +349,7 @@ def test_dependency_image_tag_covers_every_file_that_shapes_the_image(render, tm
 @pytest.mark.parametrize("answer_set", ["default"], indirect=True)
 def test_first_make_run_succeeds_with_an_empty_prefect_home(project: Path, tmp_path: Path):
     """`make run` on a fresh machine: the throw-away server's first start migrates a new database."""
-    if shutil.which("make") is None:
-        pytest.skip("GNU make is not installed")
+    require(binary_missing("make", "install GNU make"))
     copy = tmp_path / "project"
     shutil.copytree(project, copy)
     # `uv run` sets UV; a pyenv shim on PATH may not run uv in the project's Python version.
@@ -367,8 +364,7 @@ def test_first_make_run_succeeds_with_an_empty_prefect_home(project: Path, tmp_p
         ),
         None,
     )
-    if uv is None:
-        pytest.skip(f"no uv binary that runs in the project (tried {candidates})")
+    require(None if uv else f"no uv binary that runs in the project (tried {candidates})")
     env = clean_env(tmp_path) | {
         "MAKEFLAGS": "",
         "PATH": f"{Path(uv).parent}{os.pathsep}{os.environ['PATH']}",

@@ -16,41 +16,21 @@ from pathlib import Path
 
 import pytest
 from support.answers import REPO
+from support.readme import network_settings, readme_command
 from support.snapshot import copy_template, git
 
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 SYSTEM_PATH = "/usr/bin:/bin"
-NETWORK_SETTING = re.compile(r"(?i)(SSL_CERT_\w+|REQUESTS_CA_BUNDLE|PIP_CERT|\w*_proxy)")
-
-
-def readme_commands() -> dict[str, str]:
-    """The commands of the README's "Set up on a fresh machine" block, by their comment."""
-    readme = (REPO / "README.md").read_text()
-    section = readme.split("## Set up on a fresh machine", 1)[1].split("\n## ", 1)[0]
-    (block,) = re.findall(r"```bash\n(.*?)```", section, re.DOTALL)
-    commands, comment = {}, ""
-    for line in block.splitlines():
-        if line.startswith("#"):
-            comment = line.lstrip("# ").strip()
-        elif line.strip():
-            commands[comment] = line.strip()
-    return commands
-
-
-def _command(kind: str) -> str:
-    matches = [command for comment, command in readme_commands().items() if kind in comment.lower()]
-    assert len(matches) == 1, f"the README has no single {kind} command: {readme_commands()}"
-    return matches[0]
 
 
 def test_ci_runs_exactly_the_readme_test_command() -> None:
     ci_lines = [line.strip() for line in (REPO / ".ci" / "run").read_text().splitlines()]
-    assert _command("test suite") in ci_lines
+    assert readme_command("test suite") in ci_lines
 
 
 def test_readme_renders_outside_the_clone() -> None:
     """Inside the template's clone the project would be part of the template's git repository."""
-    destination = _command("render").split()[-1]
+    destination = readme_command("render").split()[-1]
     assert destination.startswith("../"), destination
 
 
@@ -77,8 +57,7 @@ def test_readme_commands_work_on_an_externally_managed_system_python(tmp_path: P
     git(clone, "add", "--all")
     git(clone, "commit", "--quiet", "-m", "clone")
     env = {"HOME": str(home), "PATH": SYSTEM_PATH, "LANG": "C.UTF-8"}
-    # The machine's network settings (TLS roots, proxies) are not part of the set-up.
-    env |= {key: value for key, value in os.environ.items() if NETWORK_SETTING.fullmatch(key)}
+    env |= network_settings()
     # Share this machine's package cache: the downloads are not what is tested.
     cache = Path(os.environ.get("UV_CACHE_DIR") or Path.home() / ".cache" / "uv")
     if cache.is_dir():
@@ -101,9 +80,9 @@ def test_readme_commands_work_on_an_externally_managed_system_python(tmp_path: P
     refused = bash("python3 -m pip install --quiet uv")
     assert refused.returncode != 0 and "externally-managed-environment" in refused.stderr
 
-    rendered = bash(_command("render"))
+    rendered = bash(readme_command("render"))
     assert rendered.returncode == 0, rendered.stdout[-3000:] + rendered.stderr[-3000:]
-    project = (clone / _command("render").split()[-1]).resolve()
+    project = (clone / readme_command("render").split()[-1]).resolve()
     assert (project / ".copier-answers.yml").is_file() and (project / "prefect.yaml").is_file()
     top = subprocess.run(
         ["git", "rev-parse", "--show-toplevel"], cwd=project, capture_output=True, text=True, check=False
@@ -111,6 +90,6 @@ def test_readme_commands_work_on_an_externally_managed_system_python(tmp_path: P
     assert top.stdout.strip() == str(project), "the rendered project is not its own git repository"
 
     # The test command as written, asked only to collect (the suite itself runs in CI).
-    tested = bash(f"{_command('test suite')} --collect-only -q")
+    tested = bash(f"{readme_command('test suite')} --collect-only -q")
     assert tested.returncode == 0, tested.stdout[-3000:] + tested.stderr[-3000:]
     assert re.search(r"\d+ tests collected", tested.stdout), tested.stdout[-1000:]

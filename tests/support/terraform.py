@@ -60,7 +60,7 @@ def mirrored_aws_versions(mirror: Path | None = None) -> list[str]:
 
 
 def terraform_unavailable() -> str | None:
-    """Why Terraform can't run here (for pytest.skip), or None when it can."""
+    """Why Terraform can't run here (for support.tools.require), or None when it can."""
     if terraform_binary() is None:
         return "terraform is not on PATH"
     mirror = provider_mirror()

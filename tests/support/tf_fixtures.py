@@ -1,6 +1,6 @@
 """Pytest fixtures for tests that run Terraform (registered in conftest.py).
 
-* `terraform_bin`  path of `terraform`, or skip (fmt needs nothing else)
+* `terraform_bin`  path of `terraform`, or skip (fail under CI; fmt needs nothing else)
 * `tf_env`         environment for `support.terraform.run_terraform`: CLI config using the
                    provider mirror, one plugin cache shared by the whole run
 * `checkov_scan(target) -> report`
@@ -41,6 +41,7 @@ from support.terraform import (
     terraform_roots,
     terraform_unavailable,
 )
+from support.tools import binary_missing, checkov_missing, require
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -55,17 +56,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def terraform_bin() -> str:
-    binary = terraform_binary()
-    if binary is None:
-        pytest.skip("terraform is not on PATH")
-    return binary
+    require(binary_missing("terraform"))
+    return terraform_binary()
 
 
 @pytest.fixture(scope="session")
 def tf_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    reason = terraform_unavailable()
-    if reason:
-        pytest.skip(reason)
+    require(terraform_unavailable())
     # Under xdist the parent of getbasetemp() is shared by the workers of this run.
     base = tmp_path_factory.getbasetemp()
     shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "terraform"
@@ -108,9 +105,7 @@ def _shared_tmp(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
 def checkov_scan(
     request: pytest.FixtureRequest, render, tmp_path_factory: pytest.TempPathFactory
 ) -> Callable[[str], dict]:
-    reason = checkov_batch.uvx_missing()
-    if reason:
-        pytest.skip(reason)
+    require(checkov_missing())
     # Every worker collected the same items, so each derives the same batch.
     sets = sorted(
         {

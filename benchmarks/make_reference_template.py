@@ -1,22 +1,23 @@
-"""Write benchmarks/reference_template/: a plain-Jinja Copier template of this template's size.
+"""Write a plain-Jinja Copier template of this template's size into a folder.
 
-render_speed.py renders it next to this template with the same Copier in the
-same run; their ratio is this template's own overhead. It matches this
+render_speed.py generates it into a temporary folder and renders it next to
+this template with the same Copier in the same run; their ratio is this
+template's own overhead. Nothing of it is committed: it is sized from
+template/'s .jinja bytes at every run. It matches this
 template's shape, not its content: ~30 questions with inline validators,
 ~80 source files (~55 of them .jinja), ~20 folders, Jinja in a few folder
 names (a package folder, a conditional folder), and as many bytes of .jinja
 as template/ has today (the repeated sections scale with it). Plain Jinja
-only: no extensions, no hooks, no `_tasks`. Re-run after the template grows:
+only: no extensions, no hooks, no `_tasks`. To look at one:
 
-    .venv/bin/python benchmarks/make_reference_template.py
+    .venv/bin/python benchmarks/make_reference_template.py /tmp/reference-template
 """
 
 from __future__ import annotations
 
-import shutil
+import sys
 from pathlib import Path
 
-OUT = Path(__file__).with_name("reference_template")
 TEMPLATE = Path(__file__).resolve().parents[1] / "template"
 # .jinja bytes the generator writes at SCALE 1.0.
 BASE_JINJA_BYTES = 86_631
@@ -178,20 +179,23 @@ def files() -> dict[str, str]:
     return tree
 
 
-def main() -> None:
-    shutil.rmtree(OUT, ignore_errors=True)
-    (OUT / "template").mkdir(parents=True)
-    (OUT / "copier.yml").write_text(copier_yml())
+def write_reference_template(out: Path) -> str:
+    """Write the reference template into the new folder `out`; a one-line description of it."""
+    (out / "template").mkdir(parents=True)
+    (out / "copier.yml").write_text(copier_yml())
     for relative, text in files().items():
-        path = OUT / "template" / relative
+        path = out / "template" / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-    sources = [path for path in (OUT / "template").rglob("*") if path.is_file()]
-    print(
+    sources = [path for path in (out / "template").rglob("*") if path.is_file()]
+    return (
         f"{len(sources)} files ({sum(p.suffix == '.jinja' for p in sources)} .jinja, "
-        f"{sum(p.stat().st_size for p in sources) // 1024} KB) in {OUT}"
+        f"{jinja_bytes(out / 'template') // 1024} KB of .jinja; "
+        f"template/ has {jinja_bytes(TEMPLATE) // 1024} KB)"
     )
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) != 2 or Path(sys.argv[1]).exists():
+        sys.exit(f"usage: {sys.argv[0]} NEW_FOLDER")
+    print(write_reference_template(Path(sys.argv[1])), "in", sys.argv[1])

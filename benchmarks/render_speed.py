@@ -1,14 +1,20 @@
-"""How long rendering this template takes, next to a one-file reference template.
+"""How long rendering this template takes, next to a real peer and a same-size reference.
 
 Measures, each as the median of several runs into a fresh destination:
 
 - `copier copy --defaults` of this template (vcs_ref HEAD, so uncommitted
-  changes are included) through the CLI, as users run it, and of
-  benchmarks/reference_template/, a plain-Jinja template of the same size
-  (files, folders, questions with validators; made by
-  make_reference_template.py), rendered the same way: their ratio is what
-  this template costs beyond its size, whatever the machine's load;
-- the same for a one-file template: the floor of any Copier render;
+  changes are included) through the CLI, as users run it;
+- the same for pawamoy/copier-uv (a widely used Copier template, ISC; a copy
+  sits in ../shared/peers/copier-uv beside the repository, `--peer` to point
+  elsewhere), with the `--data` answers its required questions need: our
+  median divided by its is what a user pays here against a template they might
+  otherwise pick (the line is skipped, with the reason, without the folder);
+- the same for a plain-Jinja template of this template's size (files,
+  folders, questions with validators), generated into the run's temporary
+  folder by make_reference_template.py: the ratio is what this template
+  costs beyond its size, whatever the machine's load;
+- the same for a one-file template: the floor of any Copier render (these
+  four CLI renders run in turns, so a changing load weighs on each alike);
 - `python -c "import copier"`: the interpreter start-up and imports every CLI
   run pays before it reads the template;
 - the same two renders in-process with `copier.run_copy`, without that cost;
@@ -23,7 +29,7 @@ extensions, question rendering, file rendering).
 
 Target (issue 15): median CLI render <= 1.0x the same-size reference.
 
-    .venv/bin/python benchmarks/render_speed.py [--runs 7] [--profile]
+    .venv/bin/python benchmarks/render_speed.py [--runs 7] [--profile] [--peer ../shared/peers/copier-uv]
 """
 
 from __future__ import annotations
@@ -47,9 +53,14 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from make_reference_template import write_reference_template
+
 REPO = Path(__file__).resolve().parents[1]
 TARGET_RATIO = 1.0
-REFERENCE_TEMPLATE = Path(__file__).with_name("reference_template")
+# CI clones the repository into a folder with shared/ beside it.
+DEFAULT_PEER = REPO.parent / "shared" / "peers" / "copier-uv"
+# copier-uv's questions without a default; every other answer is its default.
+PEER_DATA = {"project_name": "Bench Peer", "project_description": "A benchmark render of copier-uv"}
 
 COPY_FLAGS = ["--trust", "--defaults", "--quiet"]
 
@@ -65,14 +76,37 @@ def git(*args: str, cwd: Path) -> str:
     return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
 
 
-def make_reference_template(root: Path) -> Path:
-    """A git repository of benchmarks/reference_template (the same-size plain-Jinja template)."""
-    template = root / "reference-template"
-    shutil.copytree(REFERENCE_TEMPLATE, template)
+def commit_all(template: Path) -> Path:
     git("init", "-q", cwd=template)
     git("add", "-A", cwd=template)
-    git("commit", "-q", "-m", "reference", cwd=template)
+    git("commit", "-q", "-m", "benchmark copy", cwd=template)
     return template
+
+
+def make_reference_template(root: Path) -> Path:
+    """A git repository of the same-size plain-Jinja template, generated now from template/'s size."""
+    template = root / "reference-template"
+    print(f"same-size reference: {write_reference_template(template)}")
+    return commit_all(template)
+
+
+def peer_missing(peer: Path) -> str | None:
+    if not (peer / "copier.yml").is_file():
+        return f"no copier-uv template at {peer} (no copier.yml): pass --peer <folder of pawamoy/copier-uv>"
+    return None
+
+
+def make_peer_copy(root: Path, peer: Path) -> Path:
+    """A git copy of the peer's folder (its files as they are, without its own .git)."""
+    ignore = shutil.ignore_patterns(".git")
+    template = shutil.copytree(peer, root / "peer-template", symlinks=True, ignore=ignore)
+    source = (peer / "SOURCE").read_text().strip().rstrip(".") if (peer / "SOURCE").is_file() else str(peer)
+    jinja = sum(path.stat().st_size for path in template.rglob("*.jinja") if path.is_file())
+    files = sum(1 for path in template.rglob("*") if path.is_file())
+    print(f"peer: {source}; {files} files, {jinja // 1024} KB of .jinja")
+    if shutil.which("gh"):
+        print("note: `gh` is on PATH, so copier-uv's giscus hook asks GitHub's API during its renders")
+    return commit_all(template)
 
 
 def make_floor_template(root: Path) -> Path:
@@ -227,6 +261,12 @@ def main() -> int:
         action="store_true",
         help="render a clean clone of the last commit instead of the working tree (dirty changes excluded)",
     )
+    parser.add_argument(
+        "--peer",
+        type=Path,
+        default=DEFAULT_PEER,
+        help=f"folder of pawamoy/copier-uv to compare with (default {DEFAULT_PEER})",
+    )
     options = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="render-speed-") as tmp:
@@ -236,6 +276,8 @@ def main() -> int:
         os.environ["COPIER_SETTINGS_PATH"] = str(settings)
         reference = make_reference_template(root)
         floor = make_floor_template(root)
+        no_peer = peer_missing(options.peer)
+        peer = None if no_peer else make_peer_copy(root, options.peer)
         template = REPO
         if options.committed:
             template = root / "committed-template"
@@ -250,24 +292,28 @@ def main() -> int:
             f"copier {metadata.version('copier')}, "
             f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, template {template}"
         )
-        results["cli template"] = measure(
-            options.runs,
-            fresh,
-            lambda dst: cli("copy", *COPY_FLAGS, "--vcs-ref", "HEAD", str(template), str(dst)),
-        )
-        print(summary("CLI copy: this template", results["cli template"]))
-        results["cli reference"] = measure(
-            options.runs,
-            fresh,
-            lambda dst: cli("copy", *COPY_FLAGS, "--vcs-ref", "HEAD", str(reference), str(dst)),
-        )
-        print(summary("CLI copy: same-size reference template", results["cli reference"]))
-        results["cli floor"] = measure(
-            options.runs,
-            fresh,
-            lambda dst: cli("copy", *COPY_FLAGS, "--vcs-ref", "HEAD", str(floor), str(dst)),
-        )
-        print(summary("CLI copy: one-file template (floor)", results["cli floor"]))
+        sources = {"cli template": ("this template", template, [])}
+        if peer is not None:
+            data = [flag for name, value in PEER_DATA.items() for flag in ("--data", f"{name}={value}")]
+            sources["cli peer"] = ("copier-uv (peer)", peer, data)
+        sources["cli reference"] = ("same-size reference template", reference, [])
+        sources["cli floor"] = ("one-file template (floor)", floor, [])
+        # In turns, so a load that changes during the run weighs on every template alike.
+        for key in sources:
+            results[key] = Timing()
+        for _ in range(options.runs):
+            for key, (_, src, data) in sources.items():
+                timed = measure(
+                    1,
+                    fresh,
+                    lambda dst, src=src, data=data: cli(
+                        "copy", *COPY_FLAGS, "--vcs-ref", "HEAD", *data, str(src), str(dst)
+                    ),
+                )
+                results[key].wall += timed.wall
+                results[key].cpu += timed.cpu
+        for key, (name, _, _) in sources.items():
+            print(summary(f"CLI copy: {name}", results[key]))
         results["import"] = measure(
             options.runs,
             lambda _: None,
@@ -315,6 +361,16 @@ def main() -> int:
             return statistics.median(getattr(results[key], kind))
 
         print()
+        for kind in ("wall", "cpu"):
+            versus_peer = (
+                f"{median('cli template', kind) / median('cli peer', kind):.2f}x"
+                if peer is not None
+                else f"skipped: {no_peer}"
+            )
+            print(
+                f"{kind:>4}: CLI render, this template / copier-uv {versus_peer}; "
+                f"/ same-size reference {median('cli template', kind) / median('cli reference', kind):.2f}x"
+            )
         for kind in ("wall", "cpu"):
             template_s, reference_s = median("cli template", kind), median("cli reference", kind)
             startup, api, api_reference = (

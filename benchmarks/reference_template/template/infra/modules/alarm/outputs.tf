@@ -1,3 +1,0 @@
-output "alarm_id" {
-  value = null_resource.alarm_0.id
-}

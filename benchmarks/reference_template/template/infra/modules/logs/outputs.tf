@@ -1,3 +1,0 @@
-output "logs_id" {
-  value = null_resource.logs_0.id
-}

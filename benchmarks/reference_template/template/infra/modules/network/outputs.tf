@@ -1,3 +1,0 @@
-output "network_id" {
-  value = null_resource.network_0.id
-}

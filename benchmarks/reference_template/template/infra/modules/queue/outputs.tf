@@ -1,3 +1,0 @@
-output "queue_id" {
-  value = null_resource.queue_0.id
-}

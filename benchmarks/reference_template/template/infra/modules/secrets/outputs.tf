@@ -1,3 +1,0 @@
-output "secrets_id" {
-  value = null_resource.secrets_0.id
-}

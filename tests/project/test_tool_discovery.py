@@ -18,7 +18,7 @@ import pytest
 from support.answers import REPO
 from support.readme import network_settings, readme_command
 from support.terraform import terraform_unavailable
-from support.tools import CHECKOV, README_UV, binary_missing, checkov_missing
+from support.tools import CHECKOV, README_UV, binary_missing, checkov_missing, require
 
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # What the checks that may skip ask for, as support.tools answers it in the probed process.
@@ -59,8 +59,8 @@ def readme_runner() -> str:
 
 
 def test_readme_test_command_finds_checkov_with_only_system_directories_on_path(tmp_path: Path) -> None:
-    if not README_UV.expanduser().is_file():
-        pytest.skip(f"the README's uv is not installed here ({README_UV}): run the README's set-up first")
+    installed = README_UV.expanduser().is_file()
+    require(None if installed else f"the README's uv is not installed at {README_UV}: run its set-up first")
     probe = tmp_path / "probe.py"
     probe.write_text(PROBE)
     result = subprocess.run(

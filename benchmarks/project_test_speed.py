@@ -6,7 +6,8 @@ environment's interpreter, as the template's tests do) in turns:
 - reference: the same project whose tests/conftest.py is the one Prefect's
   testing guide gives, a session fixture around `prefect_test_harness()`
   (server imported into the test process, started after collection, new
-  database migrated on every run);
+  database migrated on every run; given the 180 s start-up timeout the
+  generated project sets, as its default 30 s fails on a busy machine);
 - first run: the project as rendered, with an empty pytest cache (it
   migrates a new database and keeps a copy);
 - later runs: the project as rendered, the cache kept (the edit loop).
@@ -44,7 +45,7 @@ from prefect.testing.utilities import prefect_test_harness
 
 @pytest.fixture(autouse=True, scope="session")
 def prefect_test_fixture():
-    with prefect_test_harness():
+    with prefect_test_harness(server_startup_timeout=180):
         yield
 """
 

@@ -217,5 +217,5 @@ class Model:
     # ------------------------------------------------------------------ flow runs
     @property
     def flow_run_command(self) -> list[str]:
-        """The flow-run container's command, the work pool's and the image's CMD (src/<package>/flow_run.py)."""
+        """The flow-run container's command: the work pool's and the image's CMD (flow_run.py)."""
         return ["python", "-m", f"{self._answer('package_name')}.flow_run"]

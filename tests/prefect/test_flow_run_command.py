@@ -82,6 +82,7 @@ FLOW = textwrap.dedent(
 class Stack:
     client: SyncPrefectClient
     deployment_id: uuid.UUID
+    entrypoint: list[str]
     command: list[str]
     env: dict[str, str]
     project: Path
@@ -98,11 +99,15 @@ class Container:
         return (self.markers / "container.log").read_text()[-6000:]
 
 
-def image_command(project: Path) -> list[str]:
-    """The rendered Dockerfile's ENTRYPOINT followed by the rendered work pool's command."""
+def pool_command(project: Path) -> list[str]:
+    """The command of the rendered work pool's base job template."""
     package = answers_of(project)["package_name"]
     work_pool = load_project_module(project, f"src/{package}/work_pool.py", "work_pool")
-    command = work_pool.build_base_job_template({})["variables"]["properties"]["command"]["default"]
+    return shlex.split(work_pool.build_base_job_template({})["variables"]["properties"]["command"]["default"])
+
+
+def image_entrypoint(project: Path) -> list[str]:
+    """The rendered Dockerfile's ENTRYPOINT, with tini or its stand-in."""
     instructions = dockerfile.parse_file(str(project / "Dockerfile"))
     (entrypoint,) = [instruction.value for instruction in instructions if instruction.cmd == "ENTRYPOINT"]
     tini, *arguments = entrypoint
@@ -110,7 +115,7 @@ def image_command(project: Path) -> list[str]:
     if not Path(tini).is_file():
         # This machine lacks tini: tests/support/tini.py forwards signals the way it does.
         tini = shutil.which("tini") or f"{sys.executable} {TINI_EMULATION}"
-    return [*shlex.split(tini), *arguments, *shlex.split(command)]
+    return [*shlex.split(tini), *arguments]
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +141,9 @@ def stack(render, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 entrypoint="sleepy.py:sleepy",
                 pull_steps=[{"prefect.deployments.steps.set_working_directory": {"directory": str(flows)}}],
             )
-            yield Stack(client, deployment_id, image_command(project), env, project, workdir)
+            yield Stack(
+                client, deployment_id, image_entrypoint(project), pool_command(project), env, project, workdir
+            )
     finally:
         server.stop()
 
@@ -146,7 +153,7 @@ def start(stack: Stack) -> Iterator[Callable[..., Container]]:
     """Start a flow-run container for a new run of the deployment, as the ECS worker does."""
     started: list[Container] = []
 
-    def start_container(**parameters) -> Container:
+    def start_container(command: list[str] | None = None, **parameters) -> Container:
         markers = stack.workdir / f"run-{len(started)}-{uuid.uuid4().hex[:8]}"
         markers.mkdir()
         run = stack.client.create_flow_run_from_deployment(
@@ -155,7 +162,7 @@ def start(stack: Stack) -> Iterator[Callable[..., Container]]:
         stack.client.set_flow_run_state(run.id, Pending())
         with (markers / "container.log").open("w") as log:
             process = subprocess.Popen(
-                stack.command,
+                [*stack.entrypoint, *(command or stack.command)],
                 cwd=stack.project,
                 env=stack.env | {"PREFECT__FLOW_RUN_ID": str(run.id)},
                 stdout=log,
@@ -241,3 +248,20 @@ def test_a_run_ends_in_its_flows_own_state(stack: Stack, start, failing_attempts
     assert run.run_count == run_count
     if final == StateType.COMPLETED:
         assert container.process.returncode == 0, container.output()
+
+
+def test_prefects_own_execute_leaves_a_sigtermed_run_running(stack: Stack, start):
+    """Why the command is not `prefect flow-run execute`, which does watch for Cancel.
+
+    Without PREFECT_FLOW_RUN_EXECUTE_SIGTERM_BEHAVIOR it has no SIGTERM handler
+    and dies at once; its engine, in a session of its own, never hears of it and
+    works on (in ECS until the container's end kills it): nothing reports the run.
+    """
+    container = start(command=["python", "-m", "prefect", "flow-run", "execute"])
+    wait_until_working(container)
+    container.process.send_signal(signal.SIGTERM)
+    assert container.process.wait(timeout=STOP_TIMEOUT - 20) != 0
+    engine = int((container.markers / "entered").read_text())
+    time.sleep(5)
+    os.kill(engine, 0)  # still alive, unaware
+    assert state_of(stack, container) == StateType.RUNNING, history(stack, container)

@@ -88,7 +88,8 @@ def oidc_module(project: Path) -> Path:
 
 def test_workflows_and_oidc_module_exactly_when_github(project: Path) -> None:
     if answers_of(project)["ci_provider"] == "github":
-        assert [path.name for path in workflow_files(project)] == ["ci.yml", "deploy.yml"]
+        names = [path.name for path in workflow_files(project)]
+        assert names == ["ci.yml", "deploy.yml", "template-update.yml"]
         assert sorted(path.name for path in oidc_module(project).glob("*.tf")) == [
             "main.tf",
             "outputs.tf",
@@ -340,6 +341,63 @@ def test_the_pipeline_applies_the_work_pool_and_the_automation(github_project: P
         package = answers_of(github_project)["package_name"]
         if (github_project / "src" / package / "crash_recovery.py").exists():
             assert any("make automation" in run for run in runs[deploy:]), f"{name} skips the automation"
+
+
+# ---------------------------------------------------------------------------
+# Template updates
+# ---------------------------------------------------------------------------
+
+
+@on_github_sets
+def test_template_updates_arrive_as_pull_requests_with_the_plan(github_project: Path) -> None:
+    workflow = load_workflow(github_project, "template-update.yml")
+    assert [entry["cron"] for entry in workflow["on"]["schedule"]], "the update is not scheduled"
+    assert workflow["permissions"] == {"contents": "read"}
+    update_runs = "\n".join(step.get("run", "") for step in workflow["jobs"]["update"]["steps"])
+    assert "copier update --trust --defaults" in update_runs
+    assert "--vcs-ref" not in update_runs, "the update must go to the newest release"
+    pull_request = workflow["jobs"]["pull-request"]
+    body = "\n".join(step.get("run", "") for step in pull_request["steps"])
+    assert "gh pr create" in body and "gh pr edit" in body
+    chosen = [env for env in ENVIRONMENT_ORDER if env in answers_of(github_project)["environments"]]
+    assert f"for env in {' '.join(chosen)}; do" in body, "the body must cover every environment"
+    if answers_of(github_project)["terraform_backend"] != "s3":
+        # Local state is on a laptop: nothing CI could plan against.
+        assert "plan" not in workflow["jobs"]
+        assert "make infra-plan ENV=$env" in body
+        return
+    plan = workflow["jobs"]["plan"]
+    assert plan["strategy"]["matrix"]["environment"] == chosen
+    # Its own GitHub environment (no reviewers), the only subject the read-only role trusts.
+    assert plan["environment"] == "${{ matrix.environment }}-plan"
+    assert plan["permissions"] == {"id-token": "write", "contents": "read"}
+    (credentials,) = [s for s in plan["steps"] if s.get("uses", "").startswith("aws-actions/configure-aws")]
+    assert credentials["with"]["role-to-assume"] == "${{ vars.AWS_PLAN_ROLE_ARN }}"
+    plan_runs = "\n".join(step.get("run", "") for step in plan["steps"])
+    assert "plan -input=false -lock=false -out=plan.tfplan" in plan_runs
+    assert 'show -json plan.tfplan > "plan-$ENV.json"' in plan_runs
+    assert 'python3 infra/plan_summary.py "$ENV" "plan-$ENV.json"' in plan_runs
+    assert (github_project / "infra" / "plan_summary.py").is_file()
+    assert set(needs_of(pull_request)) == {"update", "plan"}
+
+
+@on_github_sets
+def test_plan_role_is_read_only_and_trusts_the_plan_environment(github_project: Path) -> None:
+    documents = policy_documents(github_project)
+    main_tf = (oidc_module(github_project) / "main.tf").read_text()
+    if answers_of(github_project)["terraform_backend"] != "s3":
+        assert "plan_trust" not in documents and "aws_iam_role\" \"plan\"" not in main_tf
+        return
+    (statement,) = documents["plan_trust"]["statement"]
+    conditions = {unquote(c["variable"]).split(":")[-1]: c for c in statement["condition"]}
+    assert {unquote(c["test"]) for c in conditions.values()} == {"StringEquals"}
+    assert [unquote(v) for v in conditions["sub"]["values"]] == [
+        "repo:${var.github_repository}:environment:${var.github_environment}-plan"
+    ]
+    attachments = re.findall(r'policy_arn\s*=\s*"([^"]+)"', main_tf)
+    assert attachments == ["arn:${data.aws_partition.current.partition}:iam::aws:policy/ReadOnlyAccess"]
+    # The plan role gets no inline policy: nothing beyond reading.
+    assert len(re.findall(r'resource "aws_iam_role_policy" ', main_tf)) == 1
 
 
 # ---------------------------------------------------------------------------

@@ -386,7 +386,7 @@ def test_plan_role_is_read_only_and_trusts_the_plan_environment(github_project: 
     documents = policy_documents(github_project)
     main_tf = (oidc_module(github_project) / "main.tf").read_text()
     if answers_of(github_project)["terraform_backend"] != "s3":
-        assert "plan_trust" not in documents and "aws_iam_role\" \"plan\"" not in main_tf
+        assert "plan_trust" not in documents and 'aws_iam_role" "plan"' not in main_tf
         return
     (statement,) = documents["plan_trust"]["statement"]
     conditions = {unquote(c["variable"]).split(":")[-1]: c for c in statement["condition"]}

@@ -321,9 +321,16 @@ def test_the_image_is_built_once_and_promoted_by_digest(github_project: Path) ->
         runs = "\n".join(step.get("run", "") for step in job["steps"])
         rebuild = re.search(r"(?m)^\s*(docker (buildx )?build|make (image|deploy)\b)", runs)
         assert rebuild is None, f"{name} rebuilds: {rebuild and rebuild.group(0)}"
-        assert job["env"]["IMAGE_DIGEST"] == "${{ needs.build.outputs.digest }}"
+        assert job["env"]["BUILT_DIGEST"] == "${{ needs.build.outputs.digest }}"
         assert job["env"]["BUILT_TAG"] == "${{ needs.build.outputs.tag }}"
         assert "skopeo copy --preserve-digests oci-archive:image.tar" in runs
+        # The digest deployed is the one ECR reports for the pushed tag, checked against the build's.
+        assert '[ "$pushed" != "$BUILT_DIGEST" ]' in runs
+        assert 'echo "IMAGE_DIGEST=$pushed" >> "$GITHUB_ENV"' in runs
+        if answers_of(github_project)["code_storage"] == "ecr":
+            # Tags are per run: any other digest under it stops the deploy.
+            mismatch = runs[runs.index('[ "$pushed" != "$BUILT_DIGEST" ]') :].split("fi\n")[0]
+            assert "exit 1" in mismatch
         # prefect.yaml rewritten to name the image by digest, with no build or push step.
         package = answers_of(github_project)["package_name"]
         assert f"python -m {package}.promotion > build/prefect.promoted.yaml" in runs

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 from model import Model
+from support.answer_sets import sets_where
 from support.answers import COPIER_YML, REPO, asked_questions, recorded_answers
+from support.hcl import blocks, parse_file, unquote
 
 QUESTIONS_MD = REPO / "docs" / "questions.md"
 DESIGN_MD = REPO / "docs" / "design.md"
@@ -121,3 +123,63 @@ def test_runbook_covers_github_deploys_only_with_github(project: Path) -> None:
     answers = recorded_answers(project)
     runbook = (project / "docs" / "runbook.md").read_text()
     assert ("## Deploys from GitHub Actions" in runbook) is (answers["ci_provider"] == "github")
+
+
+# Where each AWS service a task's role calls is reached from a private subnet.
+ENDPOINT_OF_SERVICE = {
+    "ecr": "`ecr.api`",
+    "ecs": "`ecs`",
+    "ec2": "`ec2`",
+    "sqs": "`sqs`",
+    "secretsmanager": "`secretsmanager`",
+    "logs": "`logs`",
+    "s3": "S3 gateway endpoint",
+}
+RUNTIME_MODULES = ("worker", "flow_runs", "dask")
+
+
+def runtime_actions(project: Path) -> set[str]:
+    """Every action the worker's, flow runs' and Dask's policies allow (trust policies left out)."""
+    actions = set()
+    for module in RUNTIME_MODULES:
+        for path in sorted((project / "infra" / "modules" / module).glob("*.tf")):
+            for kind, _, body in blocks(parse_file(path), "data"):
+                if kind != "aws_iam_policy_document":
+                    continue
+                for statement in body.get("statement", []):
+                    actions |= {unquote(action) for action in statement["actions"]}
+    return actions - {"sts:AssumeRole", "iam:PassRole"}  # trust; PassRole is no API call
+
+
+# A new VPC reaches every service through its internet gateway: no table there.
+@pytest.mark.parametrize("answer_set", sets_where("network_mode", "existing_vpc"), indirect=True)
+def test_readme_names_an_endpoint_for_every_service_the_roles_call(project: Path) -> None:
+    """Issue 21 (5): an existing VPC's table lists the endpoint of every service a role calls."""
+    readme = (project / "README.md").read_text()
+    table = readme[readme.index("| Service: what is called |") :].split("\n\n")[0]
+    services = {action.split(":")[0] for action in runtime_actions(project)}
+    assert services, "no IAM action found: this check would prove nothing"
+    unknown = services - set(ENDPOINT_OF_SERVICE)
+    assert not unknown, f"roles call {sorted(unknown)}, which the endpoint map does not know"
+    rows = {
+        service: [row for row in table.splitlines() if row.lower().startswith(f"| {name}")]
+        for service, name in {
+            "ecr": "ecr",
+            "ecs": "ecs",
+            "ec2": "ec2",
+            "sqs": "sqs",
+            "secretsmanager": "secrets manager",
+            "logs": "cloudwatch logs",
+            "s3": "s3",
+        }.items()
+        if service in services
+    }
+    for service, found in rows.items():
+        if service == "s3" and not found:  # image layers: named in the ECR rows
+            found = [row for row in table.splitlines() if ENDPOINT_OF_SERVICE["s3"] in row]
+        assert found, f"the README's endpoint table has no row for {service}"
+        assert any(ENDPOINT_OF_SERVICE[service] in row for row in found), f"{service}: no endpoint named"
+    if recorded_answers(project)["worker_image_mirror"]:
+        assert "Docker Hub" not in table, "a mirrored worker image needs no Docker Hub"
+    else:
+        assert "Docker Hub" in table

@@ -51,7 +51,7 @@ def _edit(relative: str, pattern: str, replacement: str = "") -> Callable[[Path]
 BROKEN_RENDERS = {
     "strategy-without-base": (
         "default",
-        _edit("infra/stack/outputs.tf", r"^\s*base\s*=\s*provider\.base\n"),
+        _edit("infra/stack/work_pool.tf", r"^\s*base\s*=\s*provider\.base\n"),
         "worker-run",
     ),
     "no-job-variables-output": (

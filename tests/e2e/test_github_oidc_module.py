@@ -33,6 +33,7 @@ def module_call(env: str, **arguments: object) -> str:
         '  github_repository  = "acme/my-pipeline"',
         f'  github_environment = "{env}"',
         f'  ecr_repository_arn = "{ECR_ARN.format(env=env)}"',
+        f'  work_pool_job_variables = jsonencode({{ cluster = "my-pipeline-{env}" }})',
         *(f"  {name} = {json.dumps(value)}" for name, value in arguments.items()),
         "}",
         f'output "{env}_role" {{ value = module.{env}.deploy_role_arn }}',

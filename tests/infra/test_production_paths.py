@@ -59,6 +59,37 @@ def test_worker_image_is_the_full_tag_of_the_pinned_versions(project: Path) -> N
     assert match["prefect"] == importlib.metadata.version("prefect")
 
 
+@pytest.mark.parametrize("answer_set", sets_where("worker_image_mirror", True), indirect=True)
+def test_mirrored_worker_image_comes_from_the_projects_ecr_only(project: Path) -> None:
+    """Issue 21 (5): with worker_image_mirror, the task never names Docker Hub and may pull only its copy."""
+    worker = project / "infra" / "modules" / "worker"
+    main_tf = (worker / "main.tf").read_text()
+    assert "image     = local.mirrored_image" in main_tf and "var.image\n" not in main_tf
+    mirror = load(worker / "image_mirror.tf")
+    mirrored = mirror["locals"][0]["mirrored_image"]
+    # The repository's URL with the upstream's tag (the pinned versions).
+    assert mirrored == '${aws_ecr_repository.worker_image.repository_url}:${split(":", var.image)[1]}'
+    (document,) = [body for kind, name, body in blocks(mirror, "data") if kind == "aws_iam_policy_document"]
+    statements = {statement["sid"]: statement for statement in document["statement"]}
+    assert statements["PullWorkerImage"]["resources"] == ["${aws_ecr_repository.worker_image.arn}"]
+    assert set(statements["PullWorkerImage"]["actions"]) == {
+        "ecr:BatchCheckLayerAvailability",
+        "ecr:BatchGetImage",
+        "ecr:GetDownloadUrlForLayer",
+    }
+    (policy,) = [body for kind, name, body in blocks(mirror, "resource") if kind == "aws_iam_role_policy"]
+    assert policy["role"] == "${aws_iam_role.execution.id}", "the execution role pulls the image"
+    makefile = (project / "Makefile").read_text()
+    assert 'docker buildx imagetools create --tag "$$target" "$$source"' in makefile
+
+
+def test_worker_pulls_from_docker_hub_without_the_mirror(project: Path) -> None:
+    worker = project / "infra" / "modules" / "worker"
+    mirrored = answers_of(project)["worker_image_mirror"]
+    assert (worker / "image_mirror.tf").exists() == mirrored
+    assert ("image     = var.image\n" in (worker / "main.tf").read_text()) != mirrored
+
+
 # --- 4. partitions --------------------------------------------------------------
 
 

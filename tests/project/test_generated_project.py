@@ -122,6 +122,8 @@ def test_make_help_lists_every_target(make, project: Path):
     expected = MAKE_TARGETS | (s3_targets if answers_of(project)["code_storage"] == "s3" else set())
     if answers_of(project)["terraform_backend"] == "s3":
         expected.add("bootstrap")
+    if answers_of(project)["worker_image_mirror"]:
+        expected.add("worker-image-mirror")
     assert listed == expected
 
 

@@ -16,6 +16,7 @@ For every named answer set:
 
 from __future__ import annotations
 
+import itertools
 import re
 import shutil
 import subprocess
@@ -55,6 +56,16 @@ def steps_of(workflow: dict) -> list[dict]:
     return [step for job in workflow["jobs"].values() for step in job.get("steps", [])]
 
 
+def deploy_jobs(workflow: dict) -> dict[str, dict]:
+    """The jobs that deploy to an environment, in the workflow's order."""
+    return {name: job for name, job in workflow["jobs"].items() if name.startswith("deploy-")}
+
+
+def needs_of(job: dict) -> list[str]:
+    needs = job.get("needs", [])
+    return [needs] if isinstance(needs, str) else list(needs)
+
+
 # Tests of the workflows and the deploy role run only on the answer sets that
 # render them (they used to be collected everywhere and skip); the
 # ci_provider == none sets are covered by test_workflows_and_oidc_module_exactly_when_github.
@@ -78,7 +89,8 @@ def oidc_module(project: Path) -> Path:
 
 def test_workflows_and_oidc_module_exactly_when_github(project: Path) -> None:
     if answers_of(project)["ci_provider"] == "github":
-        assert [path.name for path in workflow_files(project)] == ["ci.yml", "deploy.yml"]
+        names = [path.name for path in workflow_files(project)]
+        assert names == ["ci.yml", "deploy.yml", "template-update.yml"]
         assert sorted(path.name for path in oidc_module(project).glob("*.tf")) == [
             "main.tf",
             "outputs.tf",
@@ -213,25 +225,28 @@ def test_no_static_aws_keys_anywhere_in_workflows(github_project: Path) -> None:
 def test_deploy_assumes_the_environment_role_through_oidc(github_project: Path) -> None:
     deploy = load_workflow(github_project, "deploy.yml")
     assert deploy["permissions"] == {"id-token": "write", "contents": "read"}
-    (job,) = deploy["jobs"].values()
-    assert job["environment"] == job["env"]["ENV"], "the role trusts the job's GitHub environment only"
-    action = "aws-actions/configure-aws-credentials@"
-    (credentials,) = [step for step in job["steps"] if step.get("uses", "").startswith(action)]
-    assert credentials["with"]["role-to-assume"] == "${{ vars.AWS_DEPLOY_ROLE_ARN }}"
-    assert set(credentials["with"]) <= {"role-to-assume", "role-session-name", "aws-region"}
+    jobs = deploy_jobs(deploy)
+    assert jobs, "deploy.yml has no deploy-<env> job"
+    for job in jobs.values():
+        assert job["environment"] == job["env"]["ENV"], "the role trusts the job's GitHub environment only"
+        action = "aws-actions/configure-aws-credentials@"
+        (credentials,) = [step for step in job["steps"] if step.get("uses", "").startswith(action)]
+        assert credentials["with"]["role-to-assume"] == "${{ vars.AWS_DEPLOY_ROLE_ARN }}"
+        assert set(credentials["with"]) <= {"role-to-assume", "role-session-name", "aws-region"}
+    # Only the deploy jobs hold AWS credentials: the build job gets none.
+    assert deploy["jobs"]["build"]["permissions"] == {"contents": "read"}
 
 
 @on_github_sets
 def test_deploy_offers_exactly_the_chosen_environments(github_project: Path) -> None:
     chosen = [env for env in ENVIRONMENT_ORDER if env in answers_of(github_project)["environments"]]
     deploy = load_workflow(github_project, "deploy.yml")
-    environment_input = deploy["on"]["workflow_dispatch"]["inputs"]["environment"]
-    assert environment_input["type"] == "choice"
-    assert environment_input["options"] == chosen
-    assert environment_input["default"] == chosen[0]
-    (job,) = deploy["jobs"].values()
-    # Pushes to main deploy to the first (least critical) environment.
-    assert job["environment"] == f"${{{{ inputs.environment || '{chosen[0]}' }}}}"
+    # One job per environment, in promotion order, the first (least critical) first.
+    jobs = deploy_jobs(deploy)
+    assert [job["environment"] for job in jobs.values()] == chosen
+    assert list(jobs) == [f"deploy-{env}" for env in chosen]
+    # A manual run promotes main's head through the same chain; it picks no environment.
+    assert deploy["on"]["workflow_dispatch"] is None
     assert deploy["on"]["push"] == {"branches": ["main"]}
 
 
@@ -243,9 +258,9 @@ def test_deploy_uses_the_prefect_credential_of_the_backend(github_project: Path)
         if backend == "cloud"
         else ("PREFECT_API_AUTH_STRING", "PREFECT_API_KEY")
     )
-    (job,) = load_workflow(github_project, "deploy.yml")["jobs"].values()
-    assert job["env"][wanted] == f"${{{{ secrets.{wanted} }}}}"
-    assert job["env"]["PREFECT_API_URL"] == "${{ vars.PREFECT_API_URL }}"
+    for job in deploy_jobs(load_workflow(github_project, "deploy.yml")).values():
+        assert job["env"][wanted] == f"${{{{ secrets.{wanted} }}}}"
+        assert job["env"]["PREFECT_API_URL"] == "${{ vars.PREFECT_API_URL }}"
     assert unwanted not in (github_project / ".github/workflows/deploy.yml").read_text()
 
 
@@ -273,6 +288,124 @@ def test_deploy_names_match_the_stack(github_project: Path) -> None:
     assert f'echo "IMAGE_REPOSITORY=$REGISTRY/{slug}-$ENV"' in text
     if answers_of(github_project)["code_storage"] == "s3":
         assert f'echo "CODE_BUCKET={slug}-$ENV-flow-code-${{REGISTRY%%.*}}"' in text
+
+
+@on_github_sets
+def test_deploy_runs_only_after_the_tests_of_the_same_commit(github_project: Path) -> None:
+    deploy = load_workflow(github_project, "deploy.yml")
+    # The tests are a job of this very run (a reusable ci.yml), not another workflow racing it.
+    assert deploy["jobs"]["test"]["uses"] == "./.github/workflows/ci.yml"
+    assert "workflow_call" in load_workflow(github_project, "ci.yml")["on"]
+    assert needs_of(deploy["jobs"]["build"]) == ["test"]
+    for name, job in deploy_jobs(deploy).items():
+        assert {"test", "build"} <= set(needs_of(job)), f"{name} may start before the tests passed"
+
+
+@on_github_sets
+def test_each_environment_deploys_after_the_previous_one(github_project: Path) -> None:
+    jobs = deploy_jobs(load_workflow(github_project, "deploy.yml"))
+    names = list(jobs)
+    for previous, name in itertools.pairwise(names):
+        assert previous in needs_of(jobs[name]), f"{name} does not wait for {previous}"
+    assert not any(other.startswith("deploy-") for other in needs_of(jobs[names[0]]))
+    # The last (production) environment is a GitHub environment, where required reviewers are set.
+    assert jobs[names[-1]]["environment"] == names[-1].removeprefix("deploy-")
+
+
+@on_github_sets
+def test_the_image_is_built_once_and_promoted_by_digest(github_project: Path) -> None:
+    deploy = load_workflow(github_project, "deploy.yml")
+    build_runs = "\n".join(step.get("run", "") for step in deploy["jobs"]["build"]["steps"])
+    assert "docker buildx build" in build_runs and "type=oci" in build_runs
+    assert "--provenance=false" in build_runs, "an attestation would make the digest an index's"
+    for name, job in deploy_jobs(deploy).items():
+        runs = "\n".join(step.get("run", "") for step in job["steps"])
+        rebuild = re.search(r"(?m)^\s*(docker (buildx )?build|make (image|deploy)\b)", runs)
+        assert rebuild is None, f"{name} rebuilds: {rebuild and rebuild.group(0)}"
+        assert job["env"]["BUILT_DIGEST"] == "${{ needs.build.outputs.digest }}"
+        assert job["env"]["BUILT_TAG"] == "${{ needs.build.outputs.tag }}"
+        assert "skopeo copy --preserve-digests oci-archive:image.tar" in runs
+        # The digest deployed is the one ECR reports for the pushed tag, checked against the build's.
+        assert '[ "$pushed" != "$BUILT_DIGEST" ]' in runs
+        assert 'echo "IMAGE_DIGEST=$pushed" >> "$GITHUB_ENV"' in runs
+        if answers_of(github_project)["code_storage"] == "ecr":
+            # Tags are per run: any other digest under it stops the deploy.
+            mismatch = runs[runs.index('[ "$pushed" != "$BUILT_DIGEST" ]') :].split("fi\n")[0]
+            assert "exit 1" in mismatch
+        # prefect.yaml rewritten to name the image by digest, with no build or push step.
+        package = answers_of(github_project)["package_name"]
+        assert f"python -m {package}.promotion > build/prefect.promoted.yaml" in runs
+        assert "prefect --no-prompt deploy --all --prefect-file build/prefect.promoted.yaml" in runs
+
+
+@on_github_sets
+def test_the_pipeline_applies_the_work_pool_and_the_automation(github_project: Path) -> None:
+    for name, job in deploy_jobs(load_workflow(github_project, "deploy.yml")).items():
+        runs = [step.get("run", "") for step in job["steps"]]
+        work_pool = next(index for index, run in enumerate(runs) if "make work-pool" in run)
+        deploy = next(index for index, run in enumerate(runs) if "prefect --no-prompt deploy --all" in run)
+        assert work_pool < deploy, f"{name} deploys before its work pool exists"
+        assert "aws ssm get-parameter" in runs[work_pool] and "WORK_POOL_JOB_VARIABLES" in runs[work_pool]
+        package = answers_of(github_project)["package_name"]
+        if (github_project / "src" / package / "crash_recovery.py").exists():
+            assert any("make automation" in run for run in runs[deploy:]), f"{name} skips the automation"
+
+
+# ---------------------------------------------------------------------------
+# Template updates
+# ---------------------------------------------------------------------------
+
+
+@on_github_sets
+def test_template_updates_arrive_as_pull_requests_with_the_plan(github_project: Path) -> None:
+    workflow = load_workflow(github_project, "template-update.yml")
+    assert [entry["cron"] for entry in workflow["on"]["schedule"]], "the update is not scheduled"
+    assert workflow["permissions"] == {"contents": "read"}
+    update_runs = "\n".join(step.get("run", "") for step in workflow["jobs"]["update"]["steps"])
+    assert "copier update --trust --defaults" in update_runs
+    assert "--vcs-ref" not in update_runs, "the update must go to the newest release"
+    pull_request = workflow["jobs"]["pull-request"]
+    body = "\n".join(step.get("run", "") for step in pull_request["steps"])
+    assert "gh pr create" in body and "gh pr edit" in body
+    chosen = [env for env in ENVIRONMENT_ORDER if env in answers_of(github_project)["environments"]]
+    assert f"for env in {' '.join(chosen)}; do" in body, "the body must cover every environment"
+    if answers_of(github_project)["terraform_backend"] != "s3":
+        # Local state is on a laptop: nothing CI could plan against.
+        assert "plan" not in workflow["jobs"]
+        assert "make infra-plan ENV=$env" in body
+        return
+    plan = workflow["jobs"]["plan"]
+    assert plan["strategy"]["matrix"]["environment"] == chosen
+    # Its own GitHub environment (no reviewers), the only subject the read-only role trusts.
+    assert plan["environment"] == "${{ matrix.environment }}-plan"
+    assert plan["permissions"] == {"id-token": "write", "contents": "read"}
+    (credentials,) = [s for s in plan["steps"] if s.get("uses", "").startswith("aws-actions/configure-aws")]
+    assert credentials["with"]["role-to-assume"] == "${{ vars.AWS_PLAN_ROLE_ARN }}"
+    plan_runs = "\n".join(step.get("run", "") for step in plan["steps"])
+    assert "plan -input=false -lock=false -out=plan.tfplan" in plan_runs
+    assert 'show -json plan.tfplan > "plan-$ENV.json"' in plan_runs
+    assert 'python3 infra/plan_summary.py "$ENV" "plan-$ENV.json"' in plan_runs
+    assert (github_project / "infra" / "plan_summary.py").is_file()
+    assert set(needs_of(pull_request)) == {"update", "plan"}
+
+
+@on_github_sets
+def test_plan_role_is_read_only_and_trusts_the_plan_environment(github_project: Path) -> None:
+    documents = policy_documents(github_project)
+    main_tf = (oidc_module(github_project) / "main.tf").read_text()
+    if answers_of(github_project)["terraform_backend"] != "s3":
+        assert "plan_trust" not in documents and 'aws_iam_role" "plan"' not in main_tf
+        return
+    (statement,) = documents["plan_trust"]["statement"]
+    conditions = {unquote(c["variable"]).split(":")[-1]: c for c in statement["condition"]}
+    assert {unquote(c["test"]) for c in conditions.values()} == {"StringEquals"}
+    assert [unquote(v) for v in conditions["sub"]["values"]] == [
+        "repo:${var.github_repository}:environment:${var.github_environment}-plan"
+    ]
+    attachments = re.findall(r'policy_arn\s*=\s*"([^"]+)"', main_tf)
+    assert attachments == ["arn:${data.aws_partition.current.partition}:iam::aws:policy/ReadOnlyAccess"]
+    # The plan role gets no inline policy: nothing beyond reading.
+    assert len(re.findall(r'resource "aws_iam_role_policy" ', main_tf)) == 1
 
 
 # ---------------------------------------------------------------------------
@@ -338,7 +471,7 @@ def test_deploy_role_pushes_only_to_its_environment(github_project: Path) -> Non
     deploy_policy = policy_documents(github_project)["deploy"]
     statements = {unquote(statement["sid"]): statement for statement in deploy_policy["statement"]}
     # s3: upload the code, and list and delete unused versions (`make code-prune`, issue 12).
-    expected = {"EcrLogin", "PushFlowImage"} | (
+    expected = {"EcrLogin", "PushFlowImage", "ReadWorkPoolDefaults"} | (
         {"UploadFlowCode", "ListFlowCode", "PruneFlowCode"}
         if answers_of(github_project)["code_storage"] == "s3"
         else set()
@@ -348,6 +481,21 @@ def test_deploy_role_pushes_only_to_its_environment(github_project: Path) -> Non
     assert [unquote(a) for a in statements["EcrLogin"]["actions"]] == ["ecr:GetAuthorizationToken"]
     assert [unquote(r) for r in statements["PushFlowImage"]["resources"]] == ["${var.ecr_repository_arn}"]
     assert all(unquote(a).startswith("ecr:") and "*" not in a for a in statements["PushFlowImage"]["actions"])
+    # Exactly what `skopeo copy` to ECR and `aws ecr describe-images` call: no pull, no repository listing.
+    assert {unquote(a) for a in statements["PushFlowImage"]["actions"]} == {
+        "ecr:BatchCheckLayerAvailability",
+        "ecr:BatchGetImage",
+        "ecr:CompleteLayerUpload",
+        "ecr:DescribeImages",
+        "ecr:InitiateLayerUpload",
+        "ecr:PutImage",
+        "ecr:UploadLayerPart",
+    }
+    # `make work-pool` in CI reads the work pool's defaults from the one parameter.
+    assert [unquote(a) for a in statements["ReadWorkPoolDefaults"]["actions"]] == ["ssm:GetParameter"]
+    assert [unquote(r) for r in statements["ReadWorkPoolDefaults"]["resources"]] == [
+        "${aws_ssm_parameter.work_pool_job_variables.arn}"
+    ]
     if "UploadFlowCode" in statements:
         assert [unquote(r) for r in statements["UploadFlowCode"]["resources"]] == ["${var.code_bucket_arn}/*"]
         assert [unquote(a) for a in statements["UploadFlowCode"]["actions"]] == ["s3:PutObject"]
@@ -379,6 +527,8 @@ module "first_environment" {{
   github_repository  = "acme/my-pipeline"
   github_environment = "dev"
   ecr_repository_arn = "arn:aws:ecr:us-east-1:123456789012:repository/my-pipeline-dev"{bucket}
+
+  work_pool_job_variables = jsonencode({{ cluster = "my-pipeline-dev" }})
 }}
 
 module "second_environment" {{
@@ -388,6 +538,8 @@ module "second_environment" {{
   github_environment   = "prod"
   create_oidc_provider = false
   ecr_repository_arn   = "arn:aws:ecr:us-east-1:123456789012:repository/my-pipeline-prod"{bucket}
+
+  work_pool_job_variables = jsonencode({{ cluster = "my-pipeline-prod" }})
 }}
 """
 

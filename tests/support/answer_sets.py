@@ -45,6 +45,8 @@ ANSWER_SETS: dict[str, dict] = {
         "python_version": "3.13",
         "aws_region": "eu-central-1",
         "owner": "finance-data",
+        # Private subnets without NAT: the worker image comes from the project's ECR.
+        "worker_image_mirror": True,
     },
     "server-existing-vpc-on-demand": {
         "project_name": "Regulated Ledger",

@@ -240,12 +240,24 @@ def _key_shape(value: Any) -> Any:
 
 @cache
 def _terraform_output_value(outputs_tf: Path) -> dict:
+    """The output's value, followed into the stack's `locals` when it names one (`local.<name>`)."""
     parsed = parse_file(outputs_tf)
     for block in parsed.get("output", []):
         for label, body in block.items():
             if label.strip('"') == "work_pool_job_variables":
-                return body["value"]
+                value = body["value"]
+                if isinstance(value, str) and value.startswith("${local."):
+                    return _stack_local(outputs_tf.parent, value.removeprefix("${local.").removesuffix("}"))
+                return value
     raise AssertionError(f"{outputs_tf} has no work_pool_job_variables output")
+
+
+def _stack_local(folder: Path, name: str) -> dict:
+    for tf_file in sorted(folder.glob("*.tf")):
+        for block in parse_file(tf_file).get("locals", []):
+            if name in block:
+                return block[name]
+    raise AssertionError(f"no .tf file in {folder} defines local.{name}")
 
 
 def terraform_output_shape(project: Path) -> dict:

@@ -73,9 +73,9 @@ def update_project(project: Path, vcs_ref: str, answers: dict | None = None) -> 
 
 # Jinja left behind: a tag, a comment, or an expression with a Jinja filter or
 # a name of ours. Prefect's own "{{ $ENV }}" / "{{ step.output }}" templating in
-# prefect.yaml and GitHub's "${{ }}" are legitimate and not matched.
+# prefect.yaml and GitHub's "${{ }}" (whose `||` is no filter) are legitimate and not matched.
 LEFTOVER_JINJA = re.compile(
-    r"{%-?\s|{#|\{\{[^}]*\|\s*\w|\{\{\s*(project_|package_name|aws_region|environments)"
+    r"{%-?\s|{#|\{\{[^}]*(?<!\|)\|(?!\|)\s*\w|\{\{\s*(project_|package_name|aws_region|environments)"
 )
 SKIPPED_DIRS = {".git", ".terraform", "__pycache__", ".venv"}
 

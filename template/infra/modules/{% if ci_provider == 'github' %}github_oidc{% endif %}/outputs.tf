@@ -1,9 +1,0 @@
-output "deploy_role_arn" {
-  description = "Role the deploy workflow assumes: set it as the GitHub environment variable AWS_DEPLOY_ROLE_ARN."
-  value       = aws_iam_role.deploy.arn
-}
-
-output "oidc_provider_arn" {
-  description = "The account's GitHub OIDC provider (created here or pre-existing)."
-  value       = local.oidc_provider_arn
-}

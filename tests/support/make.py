@@ -57,3 +57,36 @@ def run_make(project: Path, env: dict[str, str], *args: str, timeout: float = 60
         timeout=timeout,
         check=False,
     )
+
+
+def path_without(tool: str, folder: Path, path: str | None = None) -> str:
+    """A PATH of one `folder` that links every program of `path` (default: PATH) except `tool`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for directory in (path or os.environ["PATH"]).split(os.pathsep):
+        if not os.path.isdir(directory):
+            continue
+        for entry in os.scandir(directory):
+            link = folder / entry.name
+            if entry.name != tool and not link.exists() and os.access(entry.path, os.X_OK):
+                link.symlink_to(entry.path)
+    return str(folder)
+
+
+FAKE_DOCKER = """#!/bin/sh
+# A docker CLI without an engine, as in a CI runner: records every call, answers `version`.
+printf '%s\\n' "$*" >> "{log}"
+case "$1" in
+  version) echo 27.0.0-fake ;;
+  login) cat > /dev/null; echo "Login Succeeded" ;;
+esac
+"""
+
+
+def fake_docker(folder: Path) -> Path:
+    """Put a recording `docker` into `folder`; returns the log its calls go to."""
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / "docker-calls.log"
+    script = folder / "docker"
+    script.write_text(FAKE_DOCKER.format(log=log))
+    script.chmod(0o755)
+    return log

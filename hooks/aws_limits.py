@@ -185,7 +185,7 @@ def github_repository_error(ci_provider: str, repository: str) -> str:
 
 
 def aws_account_id_error(question: str, answer: object) -> str:
-    """Return why `answer` is not an AWS account id, or an empty string (empty is allowed: filled in later)."""
+    """Return why `answer` is not an AWS account id, or an empty string (empty: filled in later)."""
     account = model.aws_account_id(answer)
     if account and not re.fullmatch(model.AWS_ACCOUNT_ID_PATTERN, account):
         return f'{question} must be the 12-digit AWS account id, e.g. 123456789012 (got "{answer}")'

@@ -99,7 +99,6 @@ LABEL_MAX = 100
 DASK_MAX_WORKERS = 100
 
 
-
 def aws_account_id(answer: object) -> str:
     """An aws_account_id_<env> answer as AWS spells the id: digits only ("" when not given yet)."""
     return re.sub(r"[\s-]", "", str(answer or ""))
@@ -176,7 +175,10 @@ class Model:
     @property
     def aws_account_ids(self) -> dict[str, str]:
         """Each chosen environment's AWS account id (aws_account_id_<env>); "" where not given yet."""
-        return {env: aws_account_id(self.answers.get(f"aws_account_id_{env}")) for env in self.environments_in_order}
+        return {
+            env: aws_account_id(self.answers.get(f"aws_account_id_{env}"))
+            for env in self.environments_in_order
+        }
 
     # ------------------------------------------------------------------ capacity
     @property

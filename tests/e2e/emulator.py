@@ -186,7 +186,7 @@ def write_override(root: Path, endpoint: str, *, local_backend: bool) -> Path:
 
 
 def add_s3_backend(override: Path, endpoint: str, *, key: str, region: str) -> None:
-    """Add to an override file an S3 backend on the emulator; the bucket still comes from `init -backend-config`.
+    """Add an S3 backend on the emulator to an override file (the bucket: `init -backend-config`).
 
     As `make` runs `terraform init -backend-config="bucket=..."` against the
     rendered backend "s3" block: this one replaces it with the same settings

@@ -216,7 +216,10 @@ class EmulatedProject:
         return [f"-var=prefect_api_url={self.prefect_api_url}", *self._account_var_args(self.env_root(env))]
 
     def _bootstrap_var_args(self) -> list[str]:
-        return [f"-var=aws_region={self.region}", *self._account_var_args(self.project / "infra" / "bootstrap")]
+        return [
+            f"-var=aws_region={self.region}",
+            *self._account_var_args(self.project / "infra" / "bootstrap"),
+        ]
 
     @staticmethod
     def _account_var_args(root: Path) -> list[str]:

@@ -9,6 +9,7 @@ emulated account as it was: no state bucket, no resource.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from pathlib import Path
 import emulator
 import pytest
 from pipeline import EMULATED_ACCOUNT, SERVER_API_URL
-from support.make import make_env, run_make, uv_binary
+from support.make import fake_docker, make_env, path_without, run_make, uv_binary
 from support.rendering import render_template
 from support.terraform import run_terraform
 
@@ -52,12 +53,18 @@ def guarded(tmp_path_factory: pytest.TempPathFactory, tf_env: dict[str, str]) ->
         pytest.skip("no uv binary that runs in the rendered project")
     workdir = tmp_path_factory.mktemp("account-guard")
     project = render_template(
-        {"terraform_backend": "s3", "prefect_backend": "server", "ci_provider": "none", "aws_account_id_dev": RECORDED},
+        {
+            "terraform_backend": "s3",
+            "prefect_backend": "server",
+            "ci_provider": "none",
+            "aws_account_id_dev": RECORDED,
+        },
         workdir / "project",
     )
     server = emulator.MotoServer(workdir / "moto").start()
     try:
-        env = make_env(tf_env, uv) | server.client_env(REGION) | {"PREFECT_API_URL": SERVER_API_URL}
+        # A Prefect API nothing listens on: every refusal here must come before Prefect is asked.
+        env = make_env(tf_env, uv) | server.client_env(REGION) | {"PREFECT_API_URL": "http://127.0.0.1:9/api"}
         env["PREFECT_HOME"] = str(workdir / "prefect-home")
         # The rendered roots talk to the emulator through the override file, as in the other e2e tests.
         for root in (project / "infra" / "envs" / "dev", project / "infra" / "bootstrap"):
@@ -71,7 +78,9 @@ def names_both_ids(output: str) -> bool:
     return RECORDED in output and EMULATED_ACCOUNT in output
 
 
-@pytest.mark.parametrize("target", ["infra-apply", "infra-plan", "bootstrap", "secret-set", "deploy"])
+@pytest.mark.parametrize(
+    "target", ["up", "doctor", "infra-apply", "infra-plan", "bootstrap", "secret-set", "deploy"]
+)
 def test_make_refuses_another_account_naming_both_ids(guarded: Guarded, target: str) -> None:
     result = guarded.make(target, "ENV=dev")
     output = result.stdout + result.stderr
@@ -119,3 +128,21 @@ def test_an_unknown_env_is_refused(guarded: Guarded) -> None:
     assert "ENV must be one of: dev (got 'qa')" in result.stderr, result.stderr
     guarded.untouched()
     assert os.listdir(guarded.project / "infra" / "envs") == ["dev"]
+
+
+def test_doctor_says_what_fails_and_how_to_fix_it(guarded: Guarded, tmp_path: Path) -> None:
+    """A PATH without terraform (and a docker without engine): each failure gets its own fix line."""
+    fake_docker(tmp_path / "docker")
+    path = path_without(
+        "terraform", tmp_path / "bin", f"{tmp_path / 'docker'}{os.pathsep}{guarded.env['PATH']}"
+    )
+    result = run_make(guarded.project, guarded.env | {"PATH": path}, "doctor", "ENV=dev")
+    output = result.stderr
+    assert result.returncode != 0, output
+    assert "FAIL  terraform: not found on PATH\n      fix: install Terraform >= 1.10" in output, output
+    assert "ok    docker: engine 27.0.0-fake" in output, output
+    assert "ok    region: us-east-1" in output, output
+    assert re.search(rf"FAIL  AWS account: .*{EMULATED_ACCOUNT}.*{RECORDED}.*\n      fix: ", output), output
+    assert "FAIL  Prefect API" in output, output
+    assert "check(s) failed for dev" in output
+    guarded.untouched()

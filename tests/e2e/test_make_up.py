@@ -81,7 +81,9 @@ def up_project(tmp_path_factory: pytest.TempPathFactory, tf_env: dict[str, str])
             | {"AUTO_APPROVE": "yes", "TF_CLI_ARGS_plan": f"-var=prefect_api_url={SERVER_API_URL}"}
         )
         env["TF_CLI_ARGS_destroy"] = env["TF_CLI_ARGS_plan"]
-        override = emulator.write_override(project / "infra" / "envs" / "dev", server.url, local_backend=False)
+        override = emulator.write_override(
+            project / "infra" / "envs" / "dev", server.url, local_backend=False
+        )
         emulator.add_s3_backend(override, server.url, key=f"{SLUG}/dev/terraform.tfstate", region=REGION)
         emulator.write_override(project / "infra" / "bootstrap", server.url, local_backend=False)
         yield UpProject(project, server, prefect, env, docker_log)
@@ -117,8 +119,12 @@ def test_up_stops_at_a_failed_step_and_resumes(up_project: UpProject) -> None:
     deployed = up_project.deployments()
     assert {"etl-daily-dev", "leaderboard-hourly-dev"} <= set(deployed), deployed
     calls = up_project.docker_log.read_text().splitlines()
-    assert [call.split()[0] for call in calls if call.split()[0] in {"build", "push"}] == ["build", "push"], calls
-    secret = up_project.server.client("secretsmanager", REGION).get_secret_value(SecretId=f"{SLUG}-dev/prefect-auth-string")
+    assert [call.split()[0] for call in calls if call.split()[0] in {"build", "push"}] == ["build", "push"], (
+        calls
+    )
+    secret = up_project.server.client("secretsmanager", REGION).get_secret_value(
+        SecretId=f"{SLUG}-dev/prefect-auth-string"
+    )
     assert secret["SecretString"] == "admin:secret"
 
 

@@ -53,7 +53,10 @@ BAD_ANSWERS: dict[str, tuple[str, dict]] = {
     # aws_account_id_<env>
     "account id too short": ("aws_account_id_dev", {"aws_account_id_dev": "12345678901"}),
     "account id with letters": ("aws_account_id_dev", {"aws_account_id_dev": "12345678901a"}),
-    "account id given as an ARN": ("aws_account_id_dev", {"aws_account_id_dev": "arn:aws:iam::123456789012:root"}),
+    "account id given as an ARN": (
+        "aws_account_id_dev",
+        {"aws_account_id_dev": "arn:aws:iam::123456789012:root"},
+    ),
     "prod account id too long": (
         "aws_account_id_prod",
         {"environments": ["dev", "prod"], "aws_account_id_prod": "1234567890123"},

@@ -18,9 +18,10 @@ def uv_binary() -> str | None:
     """A uv that runs in any folder (`uv run` sets UV; a pyenv shim may pick another Python)."""
     candidates = [os.environ.get("UV"), str(Path(sys.base_prefix) / "bin" / "uv"), shutil.which("uv")]
     for candidate in candidates:
-        if candidate and Path(candidate).is_file():
-            if subprocess.run([candidate, "--version"], capture_output=True, check=False).returncode == 0:
-                return candidate
+        if not candidate or not Path(candidate).is_file():
+            continue
+        if subprocess.run([candidate, "--version"], capture_output=True, check=False).returncode == 0:
+            return candidate
     return None
 
 
@@ -41,7 +42,9 @@ def _global_pyenv_version() -> dict[str, str]:
     """A pyenv shim (the aws CLI's here) runs the global Python, not the project's .python-version."""
     if "PYENV_VERSION" in os.environ or shutil.which("pyenv") is None:
         return {}
-    found = subprocess.run(["pyenv", "version-name"], cwd=Path.home(), capture_output=True, text=True, check=False)
+    found = subprocess.run(
+        ["pyenv", "version-name"], cwd=Path.home(), capture_output=True, text=True, check=False
+    )
     return {"PYENV_VERSION": found.stdout.strip()} if found.returncode == 0 and found.stdout.strip() else {}
 
 

@@ -110,7 +110,8 @@ def test_up_stops_at_a_failed_step_and_resumes(up_project: UpProject) -> None:
     assert up_project.deployments() == [], "deploy ran after a failed step"
     doctor = up_project.make("doctor", "ENV=dev")  # alone, an empty secret is a failure with its fix
     assert doctor.returncode != 0, output_of(doctor)[-3000:]
-    assert re.search(r"FAIL  Prefect secret: .* has no value\n      fix: `make secret-set`", doctor.stderr), doctor.stderr
+    empty_secret = r"FAIL  Prefect secret: .* has no value\n      fix: `make secret-set`"
+    assert re.search(empty_secret, doctor.stderr), doctor.stderr
 
     second = up_project.make("up", "ENV=dev", stdin="admin:secret\n")
     output = output_of(second)

@@ -69,6 +69,9 @@ def up_project(tmp_path_factory: pytest.TempPathFactory, tf_env: dict[str, str])
         pytest.skip("no uv binary that runs in the rendered project")
     workdir = tmp_path_factory.mktemp("make-up")
     project = render_template(ANSWERS, workdir / "project")
+    # What `make install` leaves (it resolves from PyPI; here uv runs this interpreter's
+    # environment): the image tag hashes it, the recording docker never reads it.
+    (project / "uv.lock").write_text("version = 1\n")
     server = emulator.MotoServer(workdir / "moto").start()
     prefect = PrefectServer(workdir / "prefect-server")
     try:

@@ -184,6 +184,14 @@ def github_repository_error(ci_provider: str, repository: str) -> str:
     return ""
 
 
+def aws_account_id_error(question: str, answer: object) -> str:
+    """Return why `answer` is not an AWS account id, or an empty string (empty: filled in later)."""
+    account = model.aws_account_id(answer)
+    if account and not re.fullmatch(model.AWS_ACCOUNT_ID_PATTERN, account):
+        return f'{question} must be the 12-digit AWS account id, e.g. 123456789012 (got "{answer}")'
+    return ""
+
+
 def package_name_error(name: str) -> str:
     """Return why `name` cannot be the flows package, or an empty string."""
     if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):

@@ -15,6 +15,7 @@ same values (tests/render/test_model.py parses the rendered HCL and compares).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -85,6 +86,10 @@ TAG_VALUE_MAX = 256
 # "owner/name" of a GitHub repository, as the deploy role's OIDC trust names it.
 GITHUB_REPOSITORY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$"
 
+# An AWS account id; the console shows it as 1234-5678-9012, so dashes and
+# spaces are accepted in the answer and dropped (aws_account_id()).
+AWS_ACCOUNT_ID_PATTERN = r"^[0-9]{12}$"
+
 # Prefect deployment tags (labels): at most this long (hooks/aws_limits.py says why).
 LABEL_MAX = 100
 
@@ -92,6 +97,12 @@ LABEL_MAX = 100
 # account's default Fargate quota is a few hundred vCPU; beyond this bound a
 # team should raise the quota and this limit together, deliberately.
 DASK_MAX_WORKERS = 100
+
+
+def aws_account_id(answer: object) -> str:
+    """An aws_account_id_<env> answer as AWS spells the id: digits only ("" when not given yet)."""
+    return re.sub(r"[\s-]", "", str(answer or ""))
+
 
 # --------------------------------------------------------------------------- capacity
 
@@ -146,6 +157,7 @@ class Model:
     SLUG_PATTERN = SLUG_PATTERN
     TAG_VALUE_MAX = TAG_VALUE_MAX
     GITHUB_REPOSITORY_PATTERN = GITHUB_REPOSITORY_PATTERN
+    AWS_ACCOUNT_ID_PATTERN = AWS_ACCOUNT_ID_PATTERN
 
     def _answer(self, name: str) -> Any:
         try:
@@ -159,6 +171,14 @@ class Model:
         """The chosen environments in promotion order (dev, staging, prod), whatever order given in."""
         chosen = self._answer("environments")
         return [environment for environment in ENVIRONMENTS if environment in chosen]
+
+    @property
+    def aws_account_ids(self) -> dict[str, str]:
+        """Each chosen environment's AWS account id (aws_account_id_<env>); "" where not given yet."""
+        return {
+            env: aws_account_id(self.answers.get(f"aws_account_id_{env}"))
+            for env in self.environments_in_order
+        }
 
     # ------------------------------------------------------------------ capacity
     @property

@@ -185,6 +185,30 @@ def write_override(root: Path, endpoint: str, *, local_backend: bool) -> Path:
     return path
 
 
+def add_s3_backend(override: Path, endpoint: str, *, key: str, region: str) -> None:
+    """Add an S3 backend on the emulator to an override file (the bucket: `init -backend-config`).
+
+    As `make` runs `terraform init -backend-config="bucket=..."` against the
+    rendered backend "s3" block: this one replaces it with the same settings
+    plus the emulator's endpoints.
+    """
+    block = (
+        'terraform {\n  backend "s3" {\n'
+        f'    key                         = "{key}"\n'
+        f'    region                      = "{region}"\n'
+        "    encrypt                     = true\n"
+        "    use_lockfile                = true\n"
+        '    access_key                  = "test"\n'
+        '    secret_key                  = "test"\n'
+        "    skip_credentials_validation = true\n"
+        "    skip_metadata_api_check     = true\n"
+        "    use_path_style              = true\n"
+        f'    endpoints = {{\n      s3  = "{endpoint}"\n      sts = "{endpoint}"\n    }}\n'
+        "  }\n}\n"
+    )
+    override.write_text(override.read_text() + "\n" + block)
+
+
 def inventory(server: MotoServer, region: str) -> set[str]:
     """Everything a stack could leave behind in the emulated account, as "kind:id" strings.
 

@@ -29,6 +29,9 @@ CLOUD_API_URL = (
 )
 SERVER_API_URL = "https://prefect.example.com/api"
 BACKEND_CONFIG_FILE = "emulator.s3.tfbackend"
+# The account moto answers for credentials it did not issue: the account every
+# emulated root records (aws_account_id), as a user fills it in.
+EMULATED_ACCOUNT = "123456789012"
 
 
 class StepFailed(AssertionError):
@@ -94,7 +97,7 @@ class EmulatedProject:
         with step("bootstrap"):
             emulator.write_override(root, self.server.url, local_backend=False)
             self._tf(["init", "-input=false"], root)
-            self._tf(["apply", "-auto-approve", "-input=false", f"-var=aws_region={self.region}"], root)
+            self._tf(["apply", "-auto-approve", "-input=false", *self._bootstrap_var_args()], root)
             outputs = self._outputs(root)
         bucket = next(
             (value for value in outputs.values() if isinstance(value, str) and "tfstate" in value), None
@@ -182,7 +185,7 @@ class EmulatedProject:
         root = self.project / "infra" / "bootstrap"
         with step("init"):
             self._tf(["init", "-input=false"], root)
-        return self._plan_json(root, [f"-var=aws_region={self.region}"])
+        return self._plan_json(root, self._bootstrap_var_args())
 
     def _plan_json(self, root: Path, args: list[str]) -> dict[str, Any]:
         plan_file = self.workdir / f"{root.name}.tfplan"
@@ -210,7 +213,20 @@ class EmulatedProject:
 
     # --- helpers --------------------------------------------------------------
     def _var_args(self, env: str) -> list[str]:
-        return [f"-var=prefect_api_url={self.prefect_api_url}"]
+        return [f"-var=prefect_api_url={self.prefect_api_url}", *self._account_var_args(self.env_root(env))]
+
+    def _bootstrap_var_args(self) -> list[str]:
+        return [
+            f"-var=aws_region={self.region}",
+            *self._account_var_args(self.project / "infra" / "bootstrap"),
+        ]
+
+    @staticmethod
+    def _account_var_args(root: Path) -> list[str]:
+        """The emulator's account, for roots that record one (releases before the account guard do not)."""
+        if 'variable "aws_account_id"' not in (root / "variables.tf").read_text():
+            return []
+        return [f"-var=aws_account_id={EMULATED_ACCOUNT}"]
 
     def _outputs(self, root: Path) -> dict[str, Any]:
         result = self._tf(["output", "-json"], root)

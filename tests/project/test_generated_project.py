@@ -24,7 +24,11 @@ MAKE_TARGETS = {
     "format",
     "test",
     "run",
+    "up",
+    "down",
+    "doctor",
     "check-api",
+    "check-account",
     "infra-init",
     "infra-plan",
     "infra-apply",
@@ -208,8 +212,8 @@ def test_make_infra_targets_init_first(make, project: Path):
         assert -1 < init < result.stdout.index(f"{tf} {command}"), target
     init = make("-n", "infra-init", f"ENV={env_name}").stdout
     if answers["terraform_backend"] == "s3":
-        # infra/envs/*/backend.tf: the bucket name holds the account id, given at init.
-        account = "$(aws sts get-caller-identity --query Account --output text)"
+        # infra/envs/*/backend.tf: the bucket name holds the account id recorded for the env, given at init.
+        account = f"$(uv run --quiet python -m {answers['package_name']}.aws_account {env_name})"
         assert f'bucket="{answers["project_slug"]}-tfstate-{account}"' in init
         assert '-backend-config="bucket=$bucket"' in init
         # A missing state bucket is created (infra/bootstrap) before init needs it.
@@ -248,8 +252,8 @@ def test_every_output_read_initialises_the_root_first(make, project: Path):
     tf = f"terraform -chdir=infra/envs/{env_name}"
     init = f"{tf} init -input=false"
     if answers["terraform_backend"] == "s3":
-        # The same backend config as infra-init.
-        account = "$(aws sts get-caller-identity --query Account --output text)"
+        # The same backend config as infra-init: the account recorded for the env, once checked.
+        account = f"$(uv run --quiet python -m {answers['package_name']}.aws_account {env_name})"
         init += f' -backend-config="bucket={answers["project_slug"]}-tfstate-{account}"'
     ready = f"{{ test -f infra/envs/{env_name}/.terraform/terraform.tfstate || {init} > /dev/null; }} && "
     s3_storage = answers["code_storage"] == "s3"

@@ -50,6 +50,17 @@ BAD_ANSWERS: dict[str, tuple[str, dict]] = {
     "owner with newline": ("owner", {"owner": "data\nplatform"}),
     "owner with template marker": ("owner", {"owner": "team-${var.x}"}),
     "owner longer than a tag value": ("owner", {"owner": "a" * 257}),
+    # aws_account_id_<env>
+    "account id too short": ("aws_account_id_dev", {"aws_account_id_dev": "12345678901"}),
+    "account id with letters": ("aws_account_id_dev", {"aws_account_id_dev": "12345678901a"}),
+    "account id given as an ARN": (
+        "aws_account_id_dev",
+        {"aws_account_id_dev": "arn:aws:iam::123456789012:root"},
+    ),
+    "prod account id too long": (
+        "aws_account_id_prod",
+        {"environments": ["dev", "prod"], "aws_account_id_prod": "1234567890123"},
+    ),
     # enums
     "unknown python": ("python_version", {"python_version": "3.10"}),
     "unknown region": ("aws_region", {"aws_region": "mars-north-1"}),

@@ -241,3 +241,13 @@ def test_file_names_and_when_use_the_models_rule(render, answers: dict) -> None:
     assert (project / "src" / recorded["package_name"] / "crash_recovery.py").is_file() == expected
     assert ("spot_fallback_after" in recorded) == expected
     assert "model" not in recorded
+
+
+def test_aws_account_ids_keep_the_digits_of_each_chosen_environment() -> None:
+    """The console's 1234-5678-9012 is accepted as typed; an environment not chosen has no id."""
+    answers = {
+        "environments": ["prod", "dev"],
+        "aws_account_id_dev": "1234-5678-9012",
+        "aws_account_id_prod": "",
+    }
+    assert Model(answers).aws_account_ids == {"dev": "123456789012", "prod": ""}

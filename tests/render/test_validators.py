@@ -25,6 +25,12 @@ BAD_VALUES: dict[str, dict] = {
     "worker_memory": {"worker_cpu": 256, "worker_memory": 4096},
     "flow_memory": {"flow_cpu": 4096, "flow_memory": 4096},
     "github_repository": {"github_repository": "just-a-name"},
+    "aws_account_id_dev": {"aws_account_id_dev": "12345678901"},
+    "aws_account_id_staging": {
+        "environments": ["dev", "staging"],
+        "aws_account_id_staging": "arn:aws:iam::1",
+    },
+    "aws_account_id_prod": {"environments": ["prod"], "aws_account_id_prod": "1234567890123"},
     "dask_scheduler_memory": {"dask_cluster": True, "dask_scheduler_cpu": 1024, "dask_scheduler_memory": 512},
     "dask_worker_memory": {"dask_cluster": True, "dask_worker_cpu": 16384, "dask_worker_memory": 16384},
     "dask_min_workers": {"dask_cluster": True, "dask_min_workers": 101},

@@ -53,7 +53,7 @@ def execute_tasks(stack: EmulatedStack, prefect: PrefectServer) -> None:
 
 # A flow the tests add to the rendered project (as a user adds one): it notes
 # each attempt in `record`, waits while the file `hold` exists, and while
-# waiting kills itself (SIGKILL, as the OOM killer does) once `kill` exists.
+# waiting kills its container (SIGKILL to tini, as an out-of-memory kill) once `kill` exists.
 PROBE_FLOW = '''\
 """Lifecycle probe of the end-to-end tests: notes each attempt, waits while told to."""
 
@@ -77,7 +77,7 @@ def lifecycle_probe(record: str, hold: str = "", kill: str = "") -> int:
     note("started")
     while hold and os.path.exists(hold):
         if kill and os.path.exists(kill):
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getsid(0), signal.SIGKILL)  # the container's first process: tini
         time.sleep(0.2)
     note("finished")
     return attempt

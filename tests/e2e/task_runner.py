@@ -308,6 +308,8 @@ class TaskRunner:
     def _watch(self, running: RunningTask, container: ContainerProcess) -> None:
         code = container.process.wait()
         container.exit_code = 128 - code if code < 0 else code
+        # When a container's PID 1 ends, the kernel kills the rest of its PID namespace.
+        kill_session(container.process.pid)
         for moto_container in running.task.containers:
             if moto_container.name == container.name:
                 moto_container.exitCode = container.exit_code

@@ -137,9 +137,11 @@ def test_no_spot_capacity_at_run_task_reruns_on_fargate(executing_stack: Executi
         try:
             probe.wait_for_state(StateType.COMPLETED, timeout=300)
             requests = probe.run_task_requests()
+            started = [request for request in requests if request["startedTaskArns"]]
+            # prefect-aws retries a failed RunTask (create_task_run_max_attempts) before giving up.
             assert requests[0]["startedTaskArns"] == [], "RunTask found no Spot capacity"
-            assert requests[-1]["capacityProviderStrategy"] == ON_DEMAND
-            assert len(requests) == 2
+            assert len(started) == 1 and started[0] is requests[-1], requests
+            assert started[0]["capacityProviderStrategy"] == ON_DEMAND
             assert probe.started_attempts() == [1], "the body ran once: the first attempt never started"
             assert "by Spot" in _handler_outcomes(executing, probe, 1)[0]
         finally:
@@ -182,7 +184,7 @@ def test_a_crash_with_exit_137_is_not_taken_for_spot(executing_stack: Executing,
     probe = executing.run_probe("killed")
     try:
         probe.wait_for_attempt(1)
-        probe.kill_file.touch()  # the body SIGKILLs itself, as the OOM killer would
+        probe.kill_file.touch()  # the body SIGKILLs the container's PID 1, as an out-of-memory kill does
         (arn,) = probe.task_arns()
         task = executing.stopped_task(arn)
         assert [c["exitCode"] for c in task["containers"]] == [137]

@@ -23,6 +23,11 @@ def main(spec_path: str) -> None:
     workdir = spec["workdir"]
     subprocess.run(["mount", "--bind", spec["workdir_source"], workdir], check=True)
     os.chdir(workdir)
+    # The container's identity for the emulator's kills: processes that start sessions of
+    # their own (Prefect's engine under flow-run execute) still share this namespace.
+    namespace = os.path.join(os.path.dirname(spec_path), "namespace")
+    with open(namespace, "w") as record:
+        record.write(os.readlink("/proc/self/ns/mnt"))
     # A container starts with no signal blocked; the emulator's threads block SIGTERM.
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
     os.execvpe(spec["argv"][0], spec["argv"], spec["env"])

@@ -160,6 +160,10 @@ class MotoServer:
         """RunTask on `provider` fails with "Capacity is unavailable at this time..." until made available."""
         self.control("set_capacity", provider=provider, available=available)
 
+    def kill_container(self, task_arn: str) -> None:
+        """The platform SIGKILLs the task's containers, as an out-of-memory kill does (exit 137)."""
+        self.control("kill_container", task_arn=task_arn)
+
     def emit_again(self, task_arn: str) -> dict[str, Any]:
         """Send the task's last "ECS Task State Change" event again (a late delivery); return its detail."""
         return self.control("emit_again", task_arn=task_arn)["detail"]

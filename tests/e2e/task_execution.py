@@ -52,14 +52,12 @@ def execute_tasks(stack: EmulatedStack, prefect: PrefectServer) -> None:
 
 
 # A flow the tests add to the rendered project (as a user adds one): it notes
-# each attempt in `record`, waits while the file `hold` exists, and while
-# waiting kills its container (SIGKILL to tini, as an out-of-memory kill) once `kill` exists.
+# each attempt in `record` and waits while the file `hold` exists.
 PROBE_FLOW = '''\
 """Lifecycle probe of the end-to-end tests: notes each attempt, waits while told to."""
 
 import json
 import os
-import signal
 import time
 
 from prefect import flow
@@ -67,7 +65,7 @@ from prefect.runtime import flow_run
 
 
 @flow(name="lifecycle-probe")
-def lifecycle_probe(record: str, hold: str = "", kill: str = "") -> int:
+def lifecycle_probe(record: str, hold: str = "") -> int:
     attempt = flow_run.run_count
 
     def note(event: str) -> None:
@@ -76,8 +74,6 @@ def lifecycle_probe(record: str, hold: str = "", kill: str = "") -> int:
 
     note("started")
     while hold and os.path.exists(hold):
-        if kill and os.path.exists(kill):
-            os.kill(os.getsid(0), signal.SIGKILL)  # the container's first process: tini
         time.sleep(0.2)
     note("finished")
     return attempt
@@ -113,7 +109,6 @@ class ExecutingStack:
                 parameters={
                     "record": str(probe.record),
                     "hold": str(probe.hold_file),
-                    "kill": str(probe.kill_file),
                 },
             ).id
         return probe
@@ -145,10 +140,6 @@ class Probe:
     @property
     def hold_file(self) -> Path:
         return self.directory / "hold"
-
-    @property
-    def kill_file(self) -> Path:
-        return self.directory / "kill"
 
     def release(self) -> None:
         self.hold_file.unlink(missing_ok=True)

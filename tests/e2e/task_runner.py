@@ -56,6 +56,12 @@ class ContainerProcess:
     stop_timeout: int
     essential: bool
     exit_code: int | None = None
+    reason: str | None = None
+
+    def namespace(self) -> str | None:
+        """The container's mount namespace, as container_init.py recorded it."""
+        record = self.log.with_name("namespace")
+        return record.read_text() if record.exists() else None
 
 
 @dataclass
@@ -96,6 +102,16 @@ class TaskRunner:
     def interrupt_as_spot(self, task_arn: str) -> dict[str, Any]:
         running = self.find(task_arn)
         self.stop(running, stop_code="SpotInterruption", reason=SPOT_REASON)
+        return {"taskArn": running.task.task_arn}
+
+    def kill_container(
+        self, task_arn: str, reason: str = "OutOfMemoryError: Container killed due to memory usage"
+    ):
+        """The platform kills the task's containers (SIGKILL to PID 1), as an out-of-memory kill does."""
+        running = self.find(task_arn)
+        for container in running.containers:
+            container.reason = reason
+            _signal(container.process.pid, signal.SIGKILL, group=False)
         return {"taskArn": running.task.task_arn}
 
     def emit_again(self, task_arn: str) -> dict[str, Any]:
@@ -174,7 +190,7 @@ class TaskRunner:
         with self.lock:
             containers = [c for running in self.tasks.values() for c in running.containers]
         for container in containers:
-            _signal(container.process.pid, signal.SIGKILL, group=True)
+            _signal(container.process.pid, signal.SIGKILL, group=True, namespace=container.namespace())
 
     # --- the task's life ------------------------------------------------------------
     def _run(self, backend: Any, running: RunningTask) -> None:
@@ -191,7 +207,7 @@ class TaskRunner:
                 task.stopped_reason = f"CannotStartContainerError: {error}"
                 running.stopping = True
             for container in running.containers:
-                _signal(container.process.pid, signal.SIGKILL, group=True)
+                _signal(container.process.pid, signal.SIGKILL, group=True, namespace=container.namespace())
             self._finish(running)
             return
         if running.stopping and not running.containers:
@@ -309,11 +325,12 @@ class TaskRunner:
         code = container.process.wait()
         container.exit_code = 128 - code if code < 0 else code
         # When a container's PID 1 ends, the kernel kills the rest of its PID namespace.
-        kill_session(container.process.pid)
+        kill_session(container.process.pid, namespace=container.namespace())
         for moto_container in running.task.containers:
             if moto_container.name == container.name:
                 moto_container.exitCode = container.exit_code
                 moto_container.last_status = "STOPPED"
+                moto_container.reason = container.reason
         if container.essential:  # no-op when the task is already stopping (StopTask, Spot)
             self.stop(running, stop_code="EssentialContainerExited", reason=ESSENTIAL_EXITED)
         if all(c.exit_code is not None for c in running.containers):
@@ -321,7 +338,7 @@ class TaskRunner:
 
     def _kill(self, container: ContainerProcess) -> None:
         if container.process.poll() is None:
-            _signal(container.process.pid, signal.SIGKILL, group=True)
+            _signal(container.process.pid, signal.SIGKILL, group=True, namespace=container.namespace())
 
     def _finish(self, running: RunningTask) -> None:
         with self.lock:
@@ -386,6 +403,7 @@ def task_state_detail(running: RunningTask) -> dict[str, Any]:
                     if exit_codes.get(container.name) is not None
                     else {}
                 ),
+                **({"reason": container.reason} if getattr(container, "reason", None) else {}),
             }
             for container in task.containers
         ],
@@ -423,26 +441,28 @@ def _copy_into(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
-def _signal(pid: int, signum: int, *, group: bool) -> None:
+def _signal(pid: int, signum: int, *, group: bool, namespace: str | None = None) -> None:
     """Signal a container's first process, or (group) every process of its session.
 
     The session, not the process group: tini puts its child in a group of its own.
     """
     if group:
-        kill_session(pid, signum)
+        kill_session(pid, signum, namespace)
         return
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signum)
 
 
-def kill_session(session_id: int, signum: int = signal.SIGKILL) -> None:
-    """Signal every process of a session (each container is one: start_new_session)."""
+def kill_session(session_id: int, signum: int = signal.SIGKILL, namespace: str | None = None) -> None:
+    """Signal every process of a container: its session (start_new_session), and with `namespace`
+    every process in its mount namespace (processes that started sessions of their own)."""
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
+            in_namespace = namespace is not None and os.readlink(stat.parent / "ns" / "mnt") == namespace
         except OSError:
             continue
-        if int(fields[3]) == session_id:  # after "pid (comm)": state, ppid, pgrp, session
+        if int(fields[3]) == session_id or in_namespace:  # after "pid (comm)": state, ppid, pgrp, session
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(stat.parent.name), signum)
 

@@ -184,12 +184,11 @@ def test_a_crash_with_exit_137_is_not_taken_for_spot(executing_stack: Executing,
     probe = executing.run_probe("killed")
     try:
         probe.wait_for_attempt(1)
-        probe.kill_file.touch()  # the body SIGKILLs the container's PID 1, as an out-of-memory kill does
         (arn,) = probe.task_arns()
+        executing.server.kill_container(arn)  # as an out-of-memory kill does
         task = executing.stopped_task(arn)
         assert [c["exitCode"] for c in task["containers"]] == [137]
         probe.release()
-        probe.kill_file.unlink()
         _crash_is_not_taken_for_spot(executing, probe, "EssentialContainerExited")
     finally:
         _cleanup(executing, probe)

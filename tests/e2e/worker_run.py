@@ -36,7 +36,7 @@ from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.client.schemas.objects import FlowRun
 from support.prefect_checks import load_prefect_yaml
-from support.prefect_local import PREFECT, PrefectServer, run_prefect
+from support.prefect_local import PREFECT, PrefectServer, free_port, run_prefect
 
 IMAGE_TAG = "e2e"
 CODE_VERSION = "e2e-20260101T000000Z"
@@ -144,8 +144,11 @@ class PrefectProject:
         return json.loads(built.stdout)
 
     # --- make deploy ------------------------------------------------------------
-    def deploy(self) -> None:
+    def deploy(self, edit: Callable[[dict[str, Any]], None] | None = None) -> None:
+        """`make deploy`; `edit` may change the loaded prefect.yaml first (e.g. deploy one more flow)."""
         config = load_prefect_yaml(self.root)
+        if edit is not None:
+            edit(config)
         built_image = "{{ build-image.image }}"
         if config.get("build"):
             # No Docker engine here: skip building and pushing the image, deploy the name it would have.
@@ -199,16 +202,36 @@ class PrefectProject:
         return result.stdout.strip().splitlines()[-1]
 
     # --- the worker ---------------------------------------------------------------
-    def worker_container_environment(self) -> dict[str, str]:
-        """The environment Terraform gave the worker's container (from the emulated task definition)."""
+    def worker_container(self) -> dict[str, Any]:
+        """The worker's container definition, as Terraform registered it for the worker service."""
         outputs = self.outputs()
         ecs = self.server.client("ecs", self.project.region)
         service = ecs.describe_services(
             cluster=outputs["cluster_arn"], services=[outputs["worker_service_name"]]
         )["services"][0]
         definition = ecs.describe_task_definition(taskDefinition=service["taskDefinition"])["taskDefinition"]
-        container = definition["containerDefinitions"][0]
-        return {item["name"]: item["value"] for item in container.get("environment", [])}
+        return definition["containerDefinitions"][0]
+
+    def worker_container_environment(self) -> dict[str, str]:
+        """The environment Terraform gave the worker's container (from the emulated task definition)."""
+        return {item["name"]: item["value"] for item in self.worker_container().get("environment", [])}
+
+    def worker_command(self) -> list[str]:
+        """The command Terraform gave the worker's container, `python` being this interpreter."""
+        command = self.worker_container().get("command") or [
+            "prefect",
+            "worker",
+            "start",
+            "--type",
+            "ecs",
+            "--pool",
+            self.outputs()["work_pool_name"],
+        ]
+        if command[0] == "python":
+            return [sys.executable, *command[1:]]
+        if command[0] == "prefect":
+            return [*PREFECT, *command[1:]]
+        return command
 
     def start_worker(self, log_path: Path) -> subprocess.Popen:
         container_env = self.worker_container_environment()
@@ -221,6 +244,8 @@ class PrefectProject:
             **self.server.client_env(self.project.region),
             "PREFECT_WORKER_QUERY_SECONDS": "2",
             "PREFECT_WORKER_HEARTBEAT_SECONDS": "5",
+            # --with-healthcheck's server: tests share the host's ports, a container has its own.
+            "PREFECT_WORKER_WEBSERVER_PORT": str(free_port()),
         }
         if self.project.answers.get("prefect_backend") == "server":
             env["PREFECT_API_AUTH_STRING"] = FAKE_PREFECT_AUTH_STRING
@@ -228,7 +253,7 @@ class PrefectProject:
             env["PREFECT_API_KEY"] = FAKE_PREFECT_API_KEY
         log = log_path.open("w")
         return subprocess.Popen(
-            [*PREFECT, "worker", "start", "--type", "ecs", "--pool", self.outputs()["work_pool_name"]],
+            self.worker_command(),
             cwd=self.root,
             env=env,
             stdout=log,

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from model import Model
 from support.answers import recorded_answers as answers
 from support.hcl import blocks, loads, parse_file, unquote, unquote_tree
 from support.terraform import env_roots
@@ -175,6 +176,30 @@ def test_flow_run_tags_need_tag_resource_on_run_task_only(project: Path) -> None
     }
     assert conditions == {("StringEquals", "ecs:CreateAction"): ["RunTask"]}
     assert any('"ecs:RunTask"' in s["actions"] for s in statements.values())
+
+
+def test_recovery_handler_describes_only_its_clusters_tasks(project: Path) -> None:
+    """The crash-recovery handler (flow-run task role) reads stop codes: DescribeTasks, this cluster only."""
+    parsed = parse_tf(project)
+    documents = {
+        name: body
+        for path, document in parsed.items()
+        if path.parent.name == "flow_runs"
+        for block_type, name, body in blocks(document, "data")
+        if block_type == "aws_iam_policy_document"
+    }
+    assert ("describe_tasks" in documents) == Model(answers(project)).crash_recovery
+    if "describe_tasks" not in documents:
+        return
+    (statement,) = documents["describe_tasks"]["statement"]
+    assert statement["actions"] == ['"ecs:DescribeTasks"']
+    (resource,) = [unquote(r) for r in statement["resources"]]
+    assert resource.endswith(":task/${var.cluster_name}/*"), resource
+    conditions = {
+        (unquote(c["test"]), unquote(c["variable"])): [unquote(v) for v in c["values"]]
+        for c in statement.get("condition", [])
+    }
+    assert conditions == {("ArnEquals", "ecs:cluster"): ["${var.cluster_arn}"]}
 
 
 def test_wildcard_check_catches_an_unscoped_action() -> None:

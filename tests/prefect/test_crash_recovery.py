@@ -41,9 +41,10 @@ from model import Model
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.client.schemas.objects import StateType
-from prefect.states import Crashed, Pending
+from prefect.states import Cancelled, Crashed, Pending, Running, Scheduled
 from support.answer_sets import ANSWER_SETS
 from support.answers import answers_of, model_of
+from support.ecs_tasks import EcsTasks, aws_client, moto_in_process
 from support.prefect_checks import (
     SPOT_TAG,
     is_crash_recovery_handler,
@@ -99,6 +100,7 @@ def test_recovery_is_rendered_only_when_crashes_are_retried(project: Path):
     module = recovery_module(project)
     assert answers["crash_retries"] == module.CRASH_RETRIES
     assert answers.get("spot_fallback_after", 1) == module.SPOT_FALLBACK_AFTER
+    assert timedelta(minutes=answers.get("pending_timeout_minutes", 10)) == module.PENDING_TIMEOUT
 
 
 @on_recovery_sets
@@ -134,30 +136,168 @@ def test_automation_is_scoped_to_the_project_and_environment(project: Path):
     assert action.parameters["crashed_flow_run"]["template"] == "{{ event.resource.id }}"
 
 
-@pytest.mark.parametrize(
-    ("message", "spot"),
-    [
-        (RUN_TASK_REFUSED, True),
-        ("Execution was aborted by a termination signal.", True),
-        ("ECS task failed to start: SpotInterruption. The capacity provider could not place the task.", True),
-        ("ECS task failed to start: Your Spot Task was interrupted.", True),
-        (IMAGE_MISSING, False),
-        ("CannotPullContainerError: 1.dkr.ecr.us-east-1.amazonaws.com/spotify-etl:v1 not found", False),
-        (CONTAINER_EXITED, False),
-        (None, False),
-    ],
-)
-def test_spot_crashes_are_told_apart(render, message: str | None, spot: bool):
-    assert recovery_module(render({})).spot_caused(message) is spot
+@on_recovery_sets
+def test_stuck_pending_automation_is_scoped_and_bounded(project: Path):
+    answers = answers_of(project)
+    module = recovery_module(project)
+    stuck = module.stuck_automation("prod")
+    assert stuck.name == f"{answers['project_slug']}-prod-stuck-pending"
+    trigger = stuck.trigger
+    assert trigger.posture == "Proactive" and trigger.within == timedelta(
+        minutes=answers["pending_timeout_minutes"]
+    )
+    assert trigger.after == {"prefect.flow-run.Pending"} and trigger.for_each == {"prefect.resource.id"}
+    # Submitting is the worker's own step inside a submission: it must not end the wait.
+    assert (
+        "prefect.flow-run.Running" in trigger.expect and "prefect.flow-run.Submitting" not in trigger.expect
+    )
+    assert sorted(spec.root["prefect.resource.id"] for spec in trigger.match_related) == sorted(
+        f"prefect.tag.{tag}" for tag in (SPOT_TAG, f"project:{answers['project_slug']}", "env:prod")
+    )
+    (action,) = stuck.actions
+    assert action.type == "change-flow-run-state" and action.state == StateType.CRASHED
 
 
-def test_engine_sigterm_message_is_the_one_recovery_reads(render):
-    """The engine's own Crashed state on SIGTERM, built by Prefect's code, counts as Spot."""
+OPERATOR_STOP = "Task stopped by user"
+
+
+def _engine_sigterm_message() -> str:
+    """The engine's Crashed message on SIGTERM, built by Prefect's code: Spot and StopTask both give it."""
     from prefect.exceptions import TerminationSignal
     from prefect.states import exception_to_crashed_state
 
-    state = asyncio.run(exception_to_crashed_state(TerminationSignal(signal.SIGTERM)))
-    assert recovery_module(render({})).spot_caused(state.message)
+    return asyncio.run(exception_to_crashed_state(TerminationSignal(signal.SIGTERM))).message
+
+
+SIGTERM_CRASH = _engine_sigterm_message()
+NO_SPOT_CAPACITY = (
+    "Capacity is unavailable at this time. Please try again later or in a different availability zone"
+)
+
+
+@pytest.fixture(scope="module")
+def aws() -> Iterator[dict[str, str]]:
+    """moto in this process (tests set what AWS would on its tasks); its client environment."""
+    with moto_in_process() as env:
+        yield env
+
+
+def _ecs_tasks(aws: dict[str, str]) -> EcsTasks:
+    return EcsTasks(aws_client("ecs", aws))
+
+
+@pytest.fixture
+def ecs_tasks(aws: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> EcsTasks:
+    """A cluster of its own; the handler's boto3 client, made in this process, talks to moto too."""
+    for key, value in aws.items():
+        monkeypatch.setenv(key, value)
+    return _ecs_tasks(aws)
+
+
+def _crashed_run(message: str | None, infrastructure_pid: str | None = None) -> types.SimpleNamespace:
+    return types.SimpleNamespace(
+        id=uuid.uuid4(),
+        name="run",
+        job_variables={},
+        state=Crashed(message=message),
+        infrastructure_pid=infrastructure_pid,
+    )
+
+
+@pytest.mark.parametrize(
+    ("stop_code", "reason", "capacity_provider", "message", "spot", "stopped_by_caller"),
+    [
+        ("SpotInterruption", "Your Spot Task was interrupted.", "FARGATE_SPOT", SIGTERM_CRASH, True, False),
+        # Operator's `aws ecs stop-task`: the engine writes the very message a Spot SIGTERM gives.
+        ("UserInitiated", OPERATOR_STOP, "FARGATE_SPOT", SIGTERM_CRASH, False, True),
+        ("UserInitiated", OPERATOR_STOP, "FARGATE", SIGTERM_CRASH, False, True),
+        # Out of memory (exit 137): the observer names only the containers.
+        (
+            "EssentialContainerExited",
+            "Essential container in task exited",
+            "FARGATE_SPOT",
+            CONTAINER_EXITED,
+            False,
+            False,
+        ),
+        (
+            "ServiceSchedulerInitiated",
+            "Scaling activity initiated",
+            "FARGATE_SPOT",
+            CONTAINER_EXITED,
+            False,
+            False,
+        ),
+        ("TaskFailedToStart", NO_SPOT_CAPACITY, "FARGATE_SPOT", "ECS task failed to start: ...", True, False),
+        ("TaskFailedToStart", NO_SPOT_CAPACITY, "FARGATE", "ECS task failed to start: ...", False, False),
+        (
+            "TaskFailedToStart",
+            "CannotPullContainerError: pull image manifest",
+            "FARGATE_SPOT",
+            IMAGE_MISSING,
+            False,
+            False,
+        ),
+    ],
+)
+def test_the_stop_code_decides_spot(
+    render,
+    ecs_tasks: EcsTasks,
+    stop_code,
+    reason,
+    capacity_provider,
+    message,
+    spot: bool,
+    stopped_by_caller: bool,
+):
+    """ECS's stop code of the run's task decides, through a real DescribeTasks (moto); never the message."""
+    module = recovery_module(render({}))
+    pid = ecs_tasks.stopped(stop_code, reason, capacity_provider=capacity_provider, exit_code=137)
+    cause = module.crash_cause(_crashed_run(message, pid), [], uses_spot=True)
+    assert (cause.spot, cause.stopped_by_caller) == (spot, stopped_by_caller), cause
+    assert f"stop code {stop_code}" in cause.evidence
+
+
+@pytest.mark.parametrize(
+    ("message", "uses_spot", "spot"),
+    [
+        (RUN_TASK_REFUSED, True, True),
+        # A run moved to on-demand FARGATE that RunTask refuses for capacity: not Spot's doing.
+        (RUN_TASK_REFUSED, False, False),
+        (
+            "Failed to submit flow run to infrastructure: RuntimeError: Failed to run ECS task, "
+            "the task definition is inactive.",
+            True,
+            False,
+        ),
+    ],
+)
+def test_runtask_refusal_is_spot_only_for_lack_of_spot_capacity(render, message, uses_spot: bool, spot: bool):
+    module = recovery_module(render({}))
+    # The attempt never got a task: whatever the run's infrastructure_pid names is not asked.
+    never_asked = lambda *task: pytest.fail(f"asked ECS about {task}")  # noqa: E731
+    cause = module.crash_cause(
+        _crashed_run(message, "flows::arn:aws:ecs:us-east-1:1:task/flows/old"), [], uses_spot, never_asked
+    )
+    assert cause.spot is spot and not cause.stopped_by_caller
+    assert "RunTask refused" in cause.evidence
+
+
+def test_a_task_of_an_earlier_attempt_says_nothing(render, ecs_tasks: EcsTasks):
+    """The run's infrastructure_pid still names the last attempt's Spot-interrupted task: not this cause."""
+    module = recovery_module(render({}))
+    pid = ecs_tasks.stopped("SpotInterruption", "Your Spot Task was interrupted.")
+    rescheduled = Scheduled(message=f"{module.RECOVERY_PREFIX}re-run 1 of 3 {module.BY_SPOT} (...).")
+    rescheduled.timestamp = datetime.now(UTC) + timedelta(seconds=5)
+    cause = module.crash_cause(_crashed_run("stuck in Pending", pid), [rescheduled], uses_spot=True)
+    assert not cause.spot and "no ECS task of this attempt" in cause.evidence
+    assert not module.crash_cause(_crashed_run(SIGTERM_CRASH, None), [], uses_spot=True).spot
+
+
+def test_the_template_reads_no_message_for_spot(render):
+    """Defect 3: the engine's SIGTERM message once counted as Spot, so an operator's StopTask did too."""
+    text = (render({}) / "src").rglob("crash_recovery.py").__next__().read_text()
+    assert "termination signal" not in text.lower() and "SPOT_SIGNS" not in text
 
 
 def _handler_source(project: Path) -> tuple[tuple[int, int], str]:
@@ -192,21 +332,33 @@ class _FakeClient:
         self.calls.append(("job_variables", job_variables))
 
 
+def _history(module, causes: list[bool]) -> list:
+    """A run's states after len(causes) crashes, each but the last one re-run, Spot ones said so."""
+    states = []
+    for attempt, spot in enumerate(causes, start=1):
+        states.append(Crashed(message="crash"))
+        if attempt < len(causes):
+            by = module.BY_SPOT if spot else "after a crash by a cause other than Spot"
+            states.append(Scheduled(message=f"{module.RECOVERY_PREFIX}re-run {attempt} of 3 {by} (...)."))
+    return states
+
+
 @pytest.mark.parametrize("fallback_after", [0, 1, 2])
 def test_spot_fallback_after_k_spot_crashes(render, fallback_after: int):
     project = render({"crash_retries": 3, "spot_fallback_after": fallback_after})
     module = recovery_module(project)
     assert fallback_after == module.SPOT_FALLBACK_AFTER
     for spot_crashes in range(4):
-        messages = [RUN_TASK_REFUSED] * spot_crashes + [IMAGE_MISSING] * (3 - spot_crashes)
+        causes = [True] * spot_crashes + [False] * (3 - spot_crashes)
         run = types.SimpleNamespace(
             id=uuid.uuid4(),
             name="run",
             job_variables={"cpu": 512},
-            state=Crashed(message=messages[-1]),
+            state=Crashed(message="crash"),
         )
         client = _FakeClient()
-        outcome = module._recover(client, run, messages)
+        cause = module.Cause(spot=causes[-1], stopped_by_caller=False, evidence="stop code X")
+        outcome = module._recover(client, run, _history(module, causes), cause)
         moved = 0 < fallback_after <= spot_crashes
         assert ("on-demand FARGATE" in outcome) is moved, outcome
         updates = [call for call in client.calls if call[0] == "job_variables"]
@@ -222,7 +374,12 @@ def test_spot_fallback_after_k_spot_crashes(render, fallback_after: int):
     # One crash more than allowed: nothing is asked of the API.
     client = _FakeClient()
     run = types.SimpleNamespace(id=uuid.uuid4(), name="run", job_variables={}, state=Crashed())
-    assert module._recover(client, run, [IMAGE_MISSING] * 4).startswith("left Crashed")
+    not_spot = module.Cause(spot=False, stopped_by_caller=False, evidence="stop code X")
+    assert module._recover(client, run, _history(module, [False] * 4), not_spot).startswith("left Crashed")
+    assert client.calls == []
+    # Stopped on purpose (StopTask): left Crashed on its first crash.
+    stopped = module.Cause(spot=False, stopped_by_caller=True, evidence="stop code UserInitiated")
+    assert module._recover(client, run, _history(module, [False]), stopped).startswith("left Crashed")
     assert client.calls == []
 
 
@@ -285,23 +442,30 @@ def _prefect(env: dict, *args: str, cwd: Path | None = None) -> str:
 
 
 class Server:
-    def __init__(self, api_url: str, env: dict, workdir: Path) -> None:
-        self.api_url, self.env, self.workdir = api_url, env, workdir
+    def __init__(self, api_url: str, env: dict, workdir: Path, ecs: EcsTasks) -> None:
+        self.api_url, self.env, self.workdir, self.ecs = api_url, env, workdir, ecs
 
     def client(self) -> SyncPrefectClient:
         return SyncPrefectClient(self.api_url)
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A local Prefect server (services on), a process pool "local" and its worker."""
+def server(tmp_path_factory: pytest.TempPathFactory, aws: dict[str, str]) -> Iterator[Server]:
+    """A local Prefect server (services on), a process pool "local" and its worker; ECS answered by moto."""
     workdir = tmp_path_factory.mktemp("prefect")
     prefect_server = PrefectServer(workdir / "server").start()
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("PREFECT_", "PYTEST_"))}
-    env |= prefect_server.client_env() | {
-        "PREFECT_WORKER_QUERY_SECONDS": "1",
-        "PREFECT_WORKER_HEARTBEAT_SECONDS": "5",
+    env = {
+        key: value for key, value in os.environ.items() if not key.startswith(("PREFECT_", "PYTEST_", "AWS_"))
     }
+    env |= (
+        aws
+        | prefect_server.client_env()
+        | {
+            "PREFECT_WORKER_QUERY_SECONDS": "1",
+            "PREFECT_WORKER_HEARTBEAT_SECONDS": "5",
+        }
+    )
+    ecs = _ecs_tasks(aws)
     worker = None
     try:
         _prefect(env, "work-pool", "create", "local", "--type", "process")
@@ -316,7 +480,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        yield Server(prefect_server.api_url, env, workdir)
+        yield Server(prefect_server.api_url, env, workdir, ecs)
     finally:
         if worker is not None:
             _stop(worker)
@@ -338,11 +502,13 @@ def _deploy(
     _prefect(env, "--no-prompt", "deploy", "--all", "--prefect-file", str(prefect_file), cwd=root)
 
 
-def _install(server: Server, project: Path, environment: str) -> str:
+def _install(server: Server, project: Path, environment: str, *flags: str) -> str:
     """What `make automation ENV=<environment>` runs."""
     package = answers_of(project)["package_name"]
     env = server.env | {"PYTHONPATH": str(project / "src")}
-    return _run(env, sys.executable, "-m", f"{package}.crash_recovery", environment, cwd=project).stdout
+    return _run(
+        env, sys.executable, "-m", f"{package}.crash_recovery", environment, *flags, cwd=project
+    ).stdout
 
 
 def _handler_deployment(project: Path, environment: str) -> dict:
@@ -440,9 +606,11 @@ def test_crash_recovery_on_a_real_server(render, server: Server, name: str):
                 client.read_deployment_by_name(f"sleepy/{deployment}").id
             )
 
-        def crash_before_running(run_id, message: str) -> None:
+        def crash_before_running(run_id, message: str, task: str | None = None) -> None:
             """What the ECS worker does when RunTask is refused (or the observer, task never started)."""
             client.set_flow_run_state(run_id, Pending())
+            if task is not None:
+                client.update_flow_run(run_id, infrastructure_pid=task)
             client.set_flow_run_state(run_id, Crashed(message=message))
 
         # Out of scope: another project, another environment, a deployment without fargate-spot.
@@ -460,9 +628,15 @@ def test_crash_recovery_on_a_real_server(render, server: Server, name: str):
         )
         for attempt in range(1, retries + 2):
             crash_before_running(refused.id, RUN_TASK_REFUSED)
-            crash_before_running(image_missing.id, IMAGE_MISSING)
+            pull_failed = server.ecs.stopped(
+                "TaskFailedToStart", IMAGE_MISSING.removeprefix("ECS task failed to start: ")
+            )
+            crash_before_running(image_missing.id, IMAGE_MISSING, pull_failed)
             marker = markers / f"{spot_run.id}-{attempt}"
             _wait_for(marker.exists, STEP_TIMEOUT, f"attempt {attempt} of {spot_run.id} to start")
+            # The run's task as the ECS worker records it, interrupted by Spot: ECS's stop code, then SIGTERM.
+            interrupted = server.ecs.stopped("SpotInterruption", "Your Spot Task was interrupted.")
+            client.update_flow_run(spot_run.id, infrastructure_pid=interrupted)
             os.kill(int(marker.read_text()), signal.SIGTERM)
             for run, spot_crashes in ((refused, attempt), (image_missing, 0), (spot_run, attempt)):
                 outcomes = _wait_for_handler(client, handler_id, run.id, attempt)
@@ -490,6 +664,137 @@ def test_crash_recovery_on_a_real_server(render, server: Server, name: str):
         for run_id in untouched:
             assert client.read_flow_run(run_id).state.type == StateType.CRASHED
             assert _handler_runs(client, handler_id, run_id) == []
+
+
+def _crash_while_running(client, run_id, message: str, task: str) -> None:
+    """A run whose task, recorded by the worker, stopped while it ran; `message` is the Crashed state's."""
+    client.set_flow_run_state(run_id, Pending())
+    client.update_flow_run(run_id, infrastructure_pid=task)
+    client.set_flow_run_state(run_id, Running())
+    client.set_flow_run_state(run_id, Crashed(message=message))
+
+
+@pytest.mark.prefect_server
+def test_stop_codes_decide_on_a_real_server(render, server: Server):
+    """Defect 3: an operator's StopTask and an out-of-memory exit are never taken for Spot.
+
+    StopTask gives the engine's SIGTERM message, exactly what a Spot interruption gives: only
+    the task's stop code (UserInitiated) tells them apart. The handler leaves such a run
+    Crashed (the stop was meant) and re-runs an exit-137 crash on the deployment's own
+    strategy, never on the on-demand fallback that Spot crashes get.
+    """
+    project = render({"project_slug": "stop-codes"})
+    answers = answers_of(project)
+    slug, environment = answers["project_slug"], "dev"
+    assert recovery_module(project).SPOT_FALLBACK_AFTER == 1, "a single Spot crash would move the run"
+    flows = server.workdir / "flows-stop-codes"
+    flows.mkdir()
+    (flows / "sleepy.py").write_text(SLEEPY_FLOW)
+    tags = [f"project:{slug}", f"env:{environment}", SPOT_TAG]
+    sleepy = {"entrypoint": "sleepy.py:sleepy", "parameters": {"marker_dir": str(flows)}}
+    _deploy(
+        server,
+        flows,
+        f"{slug}-flows",
+        [{"name": f"runs-{slug}", "tags": tags, **sleepy, "work_pool": {"name": "ecs-nobody-polls"}}],
+    )
+    _deploy(server, project, f"{slug}-handler", [_handler_deployment(project, environment)])
+    with server.client() as client:
+        _install(server, project, environment)
+        handler_id = client.read_deployment_by_name(f"crash-recovery/{slug}-{environment}").id
+        time.sleep(3)
+        deployment_id = client.read_deployment_by_name(f"sleepy/runs-{slug}").id
+        stopped, out_of_memory, interrupted = (
+            client.create_flow_run_from_deployment(deployment_id) for _ in range(3)
+        )
+        _crash_while_running(
+            client, stopped.id, SIGTERM_CRASH, server.ecs.stopped("UserInitiated", OPERATOR_STOP)
+        )
+        oom_task = server.ecs.stopped(
+            "EssentialContainerExited", "Essential container in task exited", exit_code=137
+        )
+        _crash_while_running(client, out_of_memory.id, CONTAINER_EXITED, oom_task)
+        spot_task = server.ecs.stopped("SpotInterruption", "Your Spot Task was interrupted.")
+        _crash_while_running(client, interrupted.id, SIGTERM_CRASH, spot_task)
+
+        (outcome,) = _wait_for_handler(client, handler_id, stopped.id, 1)
+        assert outcome.startswith("left Crashed") and "UserInitiated" in outcome, outcome
+        (outcome,) = _wait_for_handler(client, handler_id, out_of_memory.id, 1)
+        assert "cause other than Spot (stop code EssentialContainerExited" in outcome, outcome
+        assert "the deployment's capacity providers" in outcome, outcome
+        (outcome,) = _wait_for_handler(client, handler_id, interrupted.id, 1)
+        assert "by Spot (stop code SpotInterruption" in outcome and "on-demand FARGATE" in outcome, outcome
+        time.sleep(GRACE)
+        assert client.read_flow_run(stopped.id).state.type == StateType.CRASHED
+        current = client.read_flow_run(out_of_memory.id)
+        assert current.state.type == StateType.SCHEDULED
+        assert "capacity_provider_strategy" not in (current.job_variables or {})
+        strategy = client.read_flow_run(interrupted.id).job_variables["capacity_provider_strategy"]
+        assert strategy == ON_DEMAND
+        for run in (out_of_memory, interrupted):
+            client.set_flow_run_state(run.id, Cancelled(message="test over"), force=True)
+
+
+PENDING_TIMEOUT_SECONDS = 15
+
+
+@pytest.mark.prefect_server
+def test_stuck_pending_run_is_crashed_and_recovered(render, server: Server):
+    """A worker that died mid-submission leaves its run Pending (Prefect #20485): crashed in time, re-run.
+
+    The bound is the pending_timeout_minutes answer; `--pending-timeout-seconds` lets this
+    test wait seconds. A run that reaches Running within the bound is left alone.
+    """
+    project = render({"project_slug": "stuck-pending"})
+    answers = answers_of(project)
+    slug, environment = answers["project_slug"], "dev"
+    module = recovery_module(project)
+    assert timedelta(minutes=answers["pending_timeout_minutes"]) == module.PENDING_TIMEOUT
+    flows = server.workdir / "flows-stuck-pending"
+    flows.mkdir()
+    (flows / "sleepy.py").write_text(SLEEPY_FLOW)
+    tags = [f"project:{slug}", f"env:{environment}", SPOT_TAG]
+    sleepy = {"entrypoint": "sleepy.py:sleepy", "parameters": {"marker_dir": str(flows)}}
+    _deploy(
+        server,
+        flows,
+        f"{slug}-flows",
+        [{"name": f"runs-{slug}", "tags": tags, **sleepy, "work_pool": {"name": "ecs-nobody-polls"}}],
+    )
+    _deploy(server, project, f"{slug}-handler", [_handler_deployment(project, environment)])
+    timeout = ["--pending-timeout-seconds", str(PENDING_TIMEOUT_SECONDS)]
+    assert _install(server, project, environment, *timeout).splitlines() == [
+        f"Created automation {slug}-{environment}-crash-recovery",
+        f"Created automation {slug}-{environment}-stuck-pending",
+    ]
+    assert _install(server, project, environment, *timeout).splitlines()[1].startswith("Updated automation")
+    with server.client() as client:
+        assert len(client.read_automations_by_name(f"{slug}-{environment}-stuck-pending")) == 1
+        handler_id = client.read_deployment_by_name(f"crash-recovery/{slug}-{environment}").id
+        time.sleep(3)
+        deployment_id = client.read_deployment_by_name(f"sleepy/runs-{slug}").id
+        stuck, started = (client.create_flow_run_from_deployment(deployment_id) for _ in range(2))
+        pending_since = time.monotonic()
+        # The worker proposes Pending, then dies before RunTask: nothing moves the run on.
+        client.set_flow_run_state(stuck.id, Pending())
+        client.set_flow_run_state(started.id, Pending())
+        time.sleep(PENDING_TIMEOUT_SECONDS / 3)
+        client.set_flow_run_state(started.id, Running())
+
+        (outcome,) = _wait_for_handler(client, handler_id, stuck.id, 1)
+        crashed = [s for s in client.read_flow_run_states(stuck.id) if s.type == StateType.CRASHED]
+        assert len(crashed) == 1 and "Pending for" in crashed[0].message, crashed
+        waited = (crashed[0].timestamp - client.read_flow_run_states(stuck.id)[1].timestamp).total_seconds()
+        assert PENDING_TIMEOUT_SECONDS <= waited < PENDING_TIMEOUT_SECONDS + 30, waited
+        assert outcome.startswith(f"re-run 1 of {answers['crash_retries']}"), outcome
+        assert client.read_flow_run(stuck.id).state.type == StateType.SCHEDULED
+        assert time.monotonic() - pending_since < STEP_TIMEOUT
+        # Well past the bound, the run that started is still Running and was never handled.
+        time.sleep(max(0.0, pending_since + 2 * PENDING_TIMEOUT_SECONDS - time.monotonic()))
+        assert client.read_flow_run(started.id).state.type == StateType.RUNNING
+        assert _handler_runs(client, handler_id, started.id) == []
+        for run in (stuck, started):
+            client.set_flow_run_state(run.id, Cancelled(message="test over"), force=True)
 
 
 SUPERVISED_FLOW = SLEEPY_FLOW.replace("str(os.getpid())", "f'{os.getpid()} {os.getppid()}'")

@@ -25,23 +25,30 @@ import time
 import urllib.request
 import weakref
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
 import boto3
 import pytest
 from support.answer_sets import ANSWER_SETS
+from support.hcl import load_module
 
-# The commands listen on fixed ports on every interface (the scheduler's is
-# dask's default 8786, its dashboard 8787, the worker and nanny the stack's
-# 8788 and 8789), as the e2e Dask scenario's do: never both at once.
+# The commands listen on the dask module's fixed ports on every interface, as
+# the e2e Dask scenario's do: never both at once.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
 
-DASK_PORTS = (8786, 8787, 8788, 8789)
 REGION = "us-east-1"
-LOCAL_SCHEDULER = "tcp://127.0.0.1:8786"
+DASK_PORTS = ("scheduler", "dashboard", "worker", "nanny")
 START_TIMEOUT = 60
 PRIMES_BELOW_100_000 = 9_592  # a known value
+
+
+@dataclass(frozen=True)
+class DaskProject:
+    dask_cluster: ModuleType
+    primes: ModuleType
+    ports: dict[str, int]  # the dask module's, which its security group admits
 
 
 @pytest.fixture
@@ -67,23 +74,26 @@ def moto_ecs(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 
 @pytest.fixture
-def dask_project(render, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[ModuleType, ModuleType]]:
-    """The rendered s3-server project's dask_cluster and primes modules."""
+def dask_project(render, monkeypatch: pytest.MonkeyPatch) -> Iterator[DaskProject]:
+    """The rendered s3-server project's dask_cluster and primes modules, and its Dask ports."""
     project = render(ANSWER_SETS["s3-server"])
+    variables = load_module(project / "infra" / "modules" / "dask").variables
+    ports = {name: int(variables[f"{name}_port"].body["default"]) for name in DASK_PORTS}
     [package_dir] = [path.parent for path in (project / "src").glob("*/dask_cluster.py")]
     monkeypatch.syspath_prepend(str(project / "src"))
     package = package_dir.name
     try:
-        yield (
+        yield DaskProject(
             importlib.import_module(f"{package}.dask_cluster"),
             importlib.import_module(f"{package}.flows.primes"),
+            ports,
         )
     finally:
         for name in [name for name in sys.modules if name.split(".")[0] == package]:
             del sys.modules[name]
 
 
-def _stack_env(url: str) -> dict[str, str]:
+def _stack_env(url: str, ports: dict[str, int]) -> dict[str, str]:
     """A stack in moto, as the work pool's DASK_ECS_* variables name it (private IPs: no patch needed)."""
     ecs, ec2 = boto3.client("ecs"), boto3.client("ec2")
     ecs.put_account_setting(name="taskLongArnFormat", value="enabled")
@@ -112,8 +122,8 @@ def _stack_env(url: str) -> dict[str, str]:
         "DASK_ECS_TASK_ROLE_ARN": "arn:aws:iam::123456789012:role/event-ingest-dev-dask-task",
         "DASK_ECS_LOG_GROUP": "/ecs/event-ingest-dev/dask",
         "DASK_ECS_NAME_PREFIX": "event-ingest-dev-dask",
-        "DASK_ECS_WORKER_PORT": "8788",
-        "DASK_ECS_NANNY_PORT": "8789",
+        "DASK_ECS_WORKER_PORT": str(ports["worker"]),
+        "DASK_ECS_NANNY_PORT": str(ports["nanny"]),
     }
 
 
@@ -165,11 +175,11 @@ def _commands(cluster_arn: str, task_arns: list[str]) -> dict[str, tuple[list[st
     return commands
 
 
-def _free_dask_ports() -> None:
-    for port in DASK_PORTS:
+def _free(ports: dict[str, int]) -> None:
+    for name, port in ports.items():
         with socket.socket() as probe:
             if probe.connect_ex(("127.0.0.1", port)) == 0:
-                pytest.fail(f"port {port} is in use by another process: the Dask commands need 8786-8789")
+                pytest.fail(f"port {port} (Dask {name}) is in use by another process")
 
 
 def _spawn(command: list[str]) -> subprocess.Popen:
@@ -209,11 +219,13 @@ def _stop(process: subprocess.Popen) -> str:
     return process.communicate()[0]
 
 
-def test_registered_scheduler_and_worker_commands_run_a_cluster(dask_project, moto_ecs: str) -> None:
+def test_registered_scheduler_and_worker_commands_run_a_cluster(
+    dask_project: DaskProject, moto_ecs: str
+) -> None:
     from distributed import Client
 
-    dask_cluster, primes = dask_project
-    env = _stack_env(moto_ecs)
+    dask_cluster, ports = dask_project.dask_cluster, dask_project.ports
+    env = _stack_env(moto_ecs, ports)
     commands = _commands(env["DASK_ECS_CLUSTER_ARN"], _start_tasks(dask_cluster, env))
 
     scheduler_definition, scheduler_command = commands["dask-scheduler"]
@@ -224,34 +236,43 @@ def test_registered_scheduler_and_worker_commands_run_a_cluster(dask_project, mo
     assert scheduler_command[program:] == ["--idle-timeout", dask_cluster.SCHEDULER_IDLE_TIMEOUT]
     [address] = [argument for argument in worker_command if argument.startswith("tcp://")]
     at = worker_command.index(address)
-    assert address.startswith("tcp://10.") and address.endswith(":8786"), worker_command
+    # The scheduler's port is dask's default, which the command leaves as it is.
+    assert address.startswith("tcp://10.") and address.endswith(f":{ports['scheduler']}"), worker_command
     threads, memory_gb = dask_cluster.WORKER_CPU // 1024, dask_cluster.WORKER_MEMORY // 1024
     assert worker_command[at + 1 :] == [
         *("--name", "0", "--nthreads", str(threads), "--memory-limit", f"{memory_gb}GB"),
-        *("--death-timeout", "60", "--worker-port", "8788", "--nanny-port", "8789"),
+        *("--death-timeout", "60"),
+        *("--worker-port", str(ports["worker"]), "--nanny-port", str(ports["nanny"])),
     ]
     # The definitions' own commands (what ECS runs without an override) use the same program.
     assert scheduler_definition[:program] == scheduler_command[:program]
     assert worker_definition[:at] == worker_command[:at]
 
-    _free_dask_ports()
+    _free(ports)
+    local_scheduler = f"tcp://127.0.0.1:{ports['scheduler']}"
     scheduler = _spawn(scheduler_command)
     worker = None
     try:
-        _wait_for_port(8786, scheduler)
+        _wait_for_port(ports["scheduler"], scheduler)
         # Locally the scheduler's task address is loopback; nothing else changes.
-        worker = _spawn([*worker_command[:at], LOCAL_SCHEDULER, *worker_command[at + 1 :]])
-        with Client(LOCAL_SCHEDULER, timeout=START_TIMEOUT) as client:
+        worker = _spawn([*worker_command[:at], local_scheduler, *worker_command[at + 1 :]])
+        with Client(local_scheduler, timeout=START_TIMEOUT) as client:
             client.wait_for_workers(1, timeout=START_TIMEOUT)
-            [(address, info)] = client.scheduler_info()["workers"].items()
-            assert address.endswith(":8788")
-            assert str(info["name"]) == "0"  # dask reads a numeric --name as a number
-            assert info["nthreads"] == threads
-            assert info["memory_limit"] == memory_gb * 10**9
+            info = client.scheduler_info()
+            [(address, worker_info)] = info["workers"].items()
+            # Inside the security group's range: the worker and its nanny on their ports,
+            # the dashboard (when bokeh is installed) on the module's.
+            assert address.endswith(f":{ports['worker']}")
+            assert worker_info["nanny"].endswith(f":{ports['nanny']}")
+            assert info["services"].get("dashboard", ports["dashboard"]) == ports["dashboard"]
+            assert str(worker_info["name"]) == "0"  # dask reads a numeric --name as a number
+            assert worker_info["nthreads"] == threads
+            assert worker_info["memory_limit"] == memory_gb * 10**9
             limit, chunks = 100_000, 8
             step = limit // chunks
             starts = list(range(0, limit, step))
-            counts = client.map(primes.count_range.fn, starts, [start + step for start in starts])
+            count_range = dask_project.primes.count_range.fn
+            counts = client.map(count_range, starts, [start + step for start in starts])
             assert sum(client.gather(counts)) == PRIMES_BELOW_100_000
     finally:
         output = "\n".join(_stop(process) for process in (worker, scheduler) if process)

@@ -1,7 +1,9 @@
 """The AWS emulator of the end-to-end tests and how a rendered root is pointed at it.
 
 `MotoServer` runs `moto_launcher.py` (moto's server plus `moto_patches`) as a
-subprocess on 127.0.0.1 and a port the OS picks; `write_override` drops a
+subprocess on 127.0.0.1 and a port the OS picks; its task runner starts the
+containers of the ECS tasks once `execute_tasks` is called (docs/emulator.md).
+`write_override` drops a
 Terraform override file into a rendered env root so its AWS provider talks to
 that server with fake credentials. The rendered tree itself never contains
 emulator settings (a test asserts it), so the override is the only difference
@@ -17,11 +19,15 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import boto3
 from support.hcl import parse_file
+from task_runner import kill_session
 
 HERE = Path(__file__).resolve().parent
 LAUNCHER = HERE / "moto_launcher.py"
@@ -55,6 +61,7 @@ class MotoServer:
     workdir: Path
     process: subprocess.Popen | None = None
     port: int | None = None
+    control_port: int | None = None
     log_path: Path = field(init=False)
     run_task_capture: Path = field(init=False)
 
@@ -83,33 +90,79 @@ class MotoServer:
             env=env,
             text=True,
         )
-        self.port = self._read_port()
+        self.port, self.control_port = self._read_ports()
         return self
 
-    def _read_port(self) -> int:
+    def _read_ports(self) -> tuple[int, int]:
         assert self.process is not None and self.process.stdout is not None
+        ports: dict[str, int] = {}
         with selectors.DefaultSelector() as selector:
             selector.register(self.process.stdout, selectors.EVENT_READ)
             deadline = time.monotonic() + STARTUP_TIMEOUT
             while time.monotonic() < deadline:
                 if selector.select(timeout=1):
-                    line = self.process.stdout.readline()
-                    if line.startswith("PORT "):
-                        return int(line.split()[1])
+                    # The launcher prints both lines at once: the second may already be
+                    # in the reader's buffer, where the selector would not see it.
+                    while len(ports) < 2 and (line := self.process.stdout.readline()):
+                        name, _, value = line.partition(" ")
+                        if name in ("PORT", "CONTROL"):
+                            ports[name] = int(value)
+                    if len(ports) == 2:
+                        return ports["PORT"], ports["CONTROL"]
                 if self.process.poll() is not None:
                     break
         self.stop()
         raise RuntimeError(f"moto did not start within {STARTUP_TIMEOUT} s:\n{self.log_path.read_text()}")
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.kill(self.process.pid, signal.SIGTERM)
+        """Stop the emulator; then kill whatever its task runner started and left (it kills them first)."""
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.kill(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=15)
+        groups = self.workdir / "task-sessions"
+        for pid in groups.read_text().split() if groups.exists() else []:
+            kill_session(int(pid))
+
+    # --- the task runner's controls (see task_runner.py) ------------------------------
+    def control(self, name: str, **arguments: Any) -> dict[str, Any]:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.control_port}/{name}",
+            data=json.dumps(arguments).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
         try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=15)
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            raise RuntimeError(f"emulator control {name}: {json.loads(error.read())['error']}") from None
+
+    def execute_tasks(self, *, images: dict[str, dict[str, Any]], prefect_api_url: str) -> None:
+        """From now on every RunTask starts its containers: `images` maps repository URL -> image config."""
+        self.control(
+            "configure",
+            config={
+                "images": images,
+                "prefect_api_url": prefect_api_url,
+                "python_bin": str(Path(sys.executable).parent),
+            },
+        )
+
+    def interrupt_as_spot(self, task_arn: str) -> None:
+        """Fargate Spot reclaims the task: SIGTERM, stopCode SpotInterruption, SIGKILL after stopTimeout."""
+        self.control("interrupt_as_spot", task_arn=task_arn)
+
+    def set_capacity(self, provider: str, *, available: bool) -> None:
+        """RunTask on `provider` fails with "Capacity is unavailable at this time..." until made available."""
+        self.control("set_capacity", provider=provider, available=available)
+
+    def task_process(self, task_arn: str) -> dict[str, Any]:
+        """The task's containers: pid, exitCode (None while running), log (their stdout and stderr)."""
+        return self.control("describe_process", task_arn=task_arn)
 
     def client(self, service: str, region: str):
         return boto3.client(

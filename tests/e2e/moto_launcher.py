@@ -1,30 +1,72 @@
-"""Run the AWS emulator for the end-to-end tests: moto's server plus `moto_patches`.
+"""Run the AWS emulator for the end-to-end tests: moto's server plus `moto_patches` and the task runner.
 
     python moto_launcher.py <run-task-capture-file>
 
-Listens on 127.0.0.1 on a port the OS picks, prints "PORT <n>" once it
-accepts requests, and serves until it gets SIGTERM.
+Listens on 127.0.0.1 on ports the OS picks, prints "PORT <n>" (the AWS
+endpoint) and "CONTROL <n>" (the tests' controls of the task runner, JSON
+over HTTP: POST /<method> with the method's keyword arguments) once it
+accepts requests, and serves until it gets SIGTERM; then it kills every
+process group the task runner started.
 """
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import moto_patches
 from moto.server import ThreadedMotoServer
+from task_runner import TaskRunner
+
+CONTROLS = ("configure", "set_capacity", "interrupt_as_spot", "describe_process")
+
+
+def control_server(runner: TaskRunner) -> ThreadingHTTPServer:
+    class Control(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            name = self.path.strip("/")
+            length = int(self.headers.get("Content-Length", 0))
+            try:
+                if name not in CONTROLS:
+                    raise KeyError(f"no control {name!r}")
+                body, status = getattr(runner, name)(**json.loads(self.rfile.read(length) or b"{}")), 200
+            except Exception as error:
+                body, status = {"error": f"{type(error).__name__}: {error}"}, 400
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Control)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
 
 
 def main() -> None:
-    moto_patches.apply(Path(sys.argv[1]))
+    capture = Path(sys.argv[1])
+    runner = TaskRunner(capture.parent)
+    moto_patches.apply(capture, runner)
     stop_signals = {signal.SIGTERM, signal.SIGINT}
     signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)  # server threads inherit the mask
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     _, port = server.get_host_and_port()
+    runner.endpoint_url = f"http://127.0.0.1:{port}"
+    control = control_server(runner)
     print(f"PORT {port}", flush=True)
+    print(f"CONTROL {control.server_address[1]}", flush=True)
     signal.sigwait(stop_signals)
+    runner.shutdown()
+    control.shutdown()
     server.stop()
 
 

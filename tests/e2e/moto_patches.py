@@ -17,6 +17,7 @@ from types import SimpleNamespace
 
 from moto.ecs.models import EC2ContainerServiceBackend
 from moto.ecs.responses import EC2ContainerServiceResponse
+from task_runner import TaskRunner
 
 _capture_lock = threading.Lock()
 _request = threading.local()
@@ -182,7 +183,74 @@ def _referenced_group_rules_keep_their_description() -> None:
     SecurityGroupRule.description = property(description)
 
 
-def apply(capture_file: Path) -> None:
+def _execute_tasks(runner: TaskRunner) -> None:
+    """RunTask starts the task's containers as processes, StopTask stops them (see task_runner).
+
+    Only once the tests configured the runner: until then tasks behave as
+    moto's (RUNNING at once, STOPPED by StopTask, nothing runs).
+    """
+    from moto.core.responses import ActionResult
+    from moto.ec2.models import ec2_backends
+    from moto.ecs.models import Task
+
+    status = Task.last_status
+
+    def last_status(self: Task) -> str:
+        return getattr(self, "emulated_status", None) or status.fget(self)
+
+    Task.last_status = property(last_status, status.fset)
+
+    original_response = EC2ContainerServiceResponse.run_task
+
+    def run_task(self: EC2ContainerServiceResponse):
+        strategy = self._get_param("capacityProviderStrategy") or []
+        provider = strategy[0]["capacityProvider"] if strategy else self._get_param("launchType")
+        reason = runner.capacity_failure(provider)
+        if reason is not None:
+            return ActionResult({"tasks": [], "failures": [{"reason": reason}]})
+        return original_response(self)
+
+    EC2ContainerServiceResponse.run_task = run_task
+
+    original_run = EC2ContainerServiceBackend.run_task
+
+    def backend_run_task(self: EC2ContainerServiceBackend, *args, **kwargs):
+        tasks = original_run(self, *args, **kwargs)
+        if not runner.executing:
+            return tasks
+        for task in tasks:
+            address = runner.next_address()
+            for attachment in task.attachments:
+                for detail in attachment["details"]:
+                    if detail["name"] == "networkInterfaceId":
+                        eni = ec2_backends[self.account_id][task.region_name].get_network_interface(
+                            detail["value"]
+                        )
+                        eni.private_ip_address = address
+                        eni.private_ip_addresses = [{"Primary": True, "PrivateIpAddress": address}]
+                        eni.public_ip = address
+                    if detail["name"] == "privateIPv4Address":
+                        detail["value"] = address
+            runner.start(self, task, address)
+        return tasks
+
+    EC2ContainerServiceBackend.run_task = backend_run_task
+
+    original_stop = EC2ContainerServiceBackend.stop_task
+
+    def stop_task(self: EC2ContainerServiceBackend, cluster_str: str, task_str: str, reason: str):
+        try:
+            running = runner.find(task_str)
+        except KeyError:
+            return original_stop(self, cluster_str, task_str, reason)
+        runner.stop(running, stop_code="UserInitiated", reason=reason or "Task stopped by user")
+        return running.task
+
+    EC2ContainerServiceBackend.stop_task = stop_task
+
+
+def apply(capture_file: Path, runner: TaskRunner) -> None:
+    _execute_tasks(runner)
     _record_run_task(capture_file)
     _keep_dropped_service_fields()
     _requests_count_as_tls()

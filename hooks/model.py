@@ -213,3 +213,9 @@ class Model:
     @property
     def dask(self) -> bool:
         return bool(self._answer("dask_cluster"))
+
+    # ------------------------------------------------------------------ flow runs
+    @property
+    def flow_run_command(self) -> list[str]:
+        """The flow-run container's command: the work pool's and the image's CMD (flow_run.py)."""
+        return ["python", "-m", f"{self._answer('package_name')}.flow_run"]

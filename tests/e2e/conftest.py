@@ -2,8 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 import pytest
+from answer_stacks import BROKEN_RENDERS, E2E_ANSWER_SETS
+from pipeline import StepFailed
+from stacks import Stacks
+from support.answer_sets import ANSWER_SETS
 from support.terraform import terraform_env, terraform_unavailable
+from task_execution import ExecutingStack, execution_unavailable, prepare
+
+# Destroying the stacks ends their use: it runs after every other test of the session.
+LAST = "test_destroy_leaves_nothing"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: getattr(item, "originalname", "") == LAST)
 
 
 @pytest.fixture(scope="session")
@@ -13,3 +27,51 @@ def tf_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         pytest.skip(reason)
     # The parent of getbasetemp() is shared by every xdist worker of the run.
     return terraform_env(tmp_path_factory.getbasetemp().parent / "terraform")
+
+
+def _selected_names(session: pytest.Session) -> set[str]:
+    """The `name` parameters of the tests of this session that use the stacks."""
+    return {
+        item.callspec.params["name"]
+        for item in session.items
+        if "stacks" in getattr(item, "fixturenames", ())
+        and hasattr(item, "callspec")
+        and "name" in item.callspec.params
+    }
+
+
+@pytest.fixture(scope="session")
+def stacks(request, render, tf_env, tmp_path_factory) -> Iterator[Stacks]:
+    """Every emulated deployment the selected tests need, started together on first use."""
+    selected = _selected_names(request.session)
+    registry = Stacks(tmp_path_factory.mktemp("e2e"), tf_env)
+    for name in E2E_ANSWER_SETS:
+        if name in selected:
+            registry.add(name, render(ANSWER_SETS[name]))
+    for name, (answer_set, edit, _) in BROKEN_RENDERS.items():
+        if name in selected:
+            registry.add(f"broken-{name}", render(ANSWER_SETS[answer_set]), edit, keep=True)
+    try:
+        yield registry
+    finally:
+        registry.close()
+
+
+@pytest.fixture(scope="session")
+def executing_stack(stacks: Stacks, tmp_path_factory) -> Callable[[str], ExecutingStack]:
+    """name -> that applied stack with executing tasks, its ECS worker and the probe flow deployed."""
+    prepared: dict[str, ExecutingStack] = {}
+
+    def get(name: str) -> ExecutingStack:
+        reason = execution_unavailable()
+        if reason:
+            pytest.skip(reason)
+        if name not in prepared:
+            try:
+                stacks.applied_stack(name)
+            except StepFailed as failure:
+                pytest.skip(f"the stack was not applied: {failure}")
+            prepared[name] = prepare(stacks, name, tmp_path_factory.mktemp(f"probes-{name}"))
+        return prepared[name]
+
+    return get

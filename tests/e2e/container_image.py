@@ -65,16 +65,21 @@ def image_config(project: Path, dockerfile: str = "Dockerfile") -> dict[str, Any
             config["entrypoint"], config["cmd"] = _exec_form(arguments), []
         elif name == "CMD":
             config["cmd"] = _exec_form(arguments)
-        elif name == "COPY" and not arguments.startswith("--from"):
-            *sources, target = shlex.split(arguments)
+        elif name == "COPY" and "--from" not in arguments:
+            *sources, target = [token for token in shlex.split(arguments) if not token.startswith("--")]
             for source in sources:
-                source = source.rstrip("/")
-                inside = posixpath.relpath(
-                    posixpath.join(config["workdir"], target, posixpath.basename(source))
-                    if (target.endswith("/") and len(sources) > 1) or target in ("./", ".")
-                    else posixpath.join(config["workdir"], target),
-                    config["workdir"],
+                config["copies"].append(
+                    (source.rstrip("/"), _copy_target(project, source, target, config["workdir"]))
                 )
-                config["copies"].append((source, inside))
     config["env"] = env
     return config
+
+
+def _copy_target(project: Path, source: str, target: str, workdir: str) -> str:
+    """Where COPY puts `source`, relative to WORKDIR: a directory's contents go into the target,
+    a file into a target ending in "/" (or ".") keeps its name."""
+    destination = posixpath.join(workdir, target)
+    is_directory_target = target.endswith("/") or target in (".", "..")
+    if is_directory_target and not (project / source).is_dir():
+        destination = posixpath.join(destination, posixpath.basename(source.rstrip("/")))
+    return posixpath.relpath(destination, workdir)

@@ -160,6 +160,10 @@ class MotoServer:
         """RunTask on `provider` fails with "Capacity is unavailable at this time..." until made available."""
         self.control("set_capacity", provider=provider, available=available)
 
+    def emit_again(self, task_arn: str) -> dict[str, Any]:
+        """Send the task's last "ECS Task State Change" event again (a late delivery); return its detail."""
+        return self.control("emit_again", task_arn=task_arn)["detail"]
+
     def task_process(self, task_arn: str) -> dict[str, Any]:
         """The task's containers: pid, exitCode (None while running), log (their stdout and stderr)."""
         return self.control("describe_process", task_arn=task_arn)

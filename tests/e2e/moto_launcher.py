@@ -22,7 +22,7 @@ import moto_patches
 from moto.server import ThreadedMotoServer
 from task_runner import TaskRunner
 
-CONTROLS = ("configure", "set_capacity", "interrupt_as_spot", "describe_process")
+CONTROLS = ("configure", "set_capacity", "interrupt_as_spot", "emit_again", "describe_process")
 
 
 def control_server(runner: TaskRunner) -> ThreadingHTTPServer:

@@ -1,4 +1,4 @@
-"""The executing half of the emulator: every ECS task RunTask starts runs its containers as local processes.
+"""The executing half of the emulator: every task RunTask starts runs its containers as local processes.
 
 Lives in the emulator's process (`moto_patches` hooks it into RunTask,
 StopTask and the task's network interface). Once `configure` has been called
@@ -66,6 +66,7 @@ class RunningTask:
     containers: list[ContainerProcess] = field(default_factory=list)
     stopping: bool = False
     stopped: threading.Event = field(default_factory=threading.Event)
+    last_event: dict[str, Any] | None = None
 
 
 class TaskRunner:
@@ -96,6 +97,14 @@ class TaskRunner:
         running = self.find(task_arn)
         self.stop(running, stop_code="SpotInterruption", reason=SPOT_REASON)
         return {"taskArn": running.task.task_arn}
+
+    def emit_again(self, task_arn: str) -> dict[str, Any]:
+        """Deliver the task's last state-change event once more (a late or redelivered message)."""
+        running = self.find(task_arn)
+        if running.last_event is None:
+            raise RuntimeError(f"task {task_arn} sent no event yet")
+        self._put_event(running.task, running.last_event)
+        return {"detail": running.last_event}
 
     def describe_process(self, task_arn: str) -> dict[str, Any]:
         running = self.find(task_arn)
@@ -327,9 +336,13 @@ class TaskRunner:
 
     def _emit(self, running: RunningTask) -> None:
         """The "ECS Task State Change" event, through the emulated EventBridge (rules route it)."""
+        running.last_event = task_state_detail(running)
+        self._put_event(running.task, running.last_event)
+
+    @staticmethod
+    def _put_event(task: Any, detail: dict[str, Any]) -> None:
         from moto.events.models import events_backends
 
-        task = running.task
         backend = events_backends[task._account_id][task.region_name]
         backend.put_events(
             [
@@ -337,7 +350,7 @@ class TaskRunner:
                     "Source": "aws.ecs",
                     "DetailType": "ECS Task State Change",
                     "Resources": [task.task_arn],
-                    "Detail": json.dumps(task_state_detail(running)),
+                    "Detail": json.dumps(detail),
                 }
             ]
         )

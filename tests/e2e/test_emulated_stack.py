@@ -18,12 +18,12 @@ the named step.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dask_calls
 import emulator
 import pytest
+from answer_stacks import BROKEN_RENDERS, E2E_ANSWER_SETS
 from pipeline import StepFailed, step
 from prefect.client.schemas.objects import StateType
 from stacks import EmulatedStack, Stacks
@@ -31,61 +31,6 @@ from support.answer_sets import ANSWER_SETS, sets_where
 from worker_run import CODE_VERSION, PrefectProject, check_run_task, stop_process, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
-
-E2E_ANSWER_SETS = ["default", "s3-server", "existing-vpc-multi-env"]
-
-
-def _edit(relative: str, pattern: str, replacement: str = "") -> Callable[[Path], None]:
-    """Break a rendered file by a regex substitution (that must match)."""
-
-    def edit(project: Path) -> None:
-        path = project / relative
-        text, count = re.subn(pattern, replacement, path.read_text(), flags=re.MULTILINE | re.DOTALL)
-        assert count, f"the deliberate break found nothing to change in {relative}: {pattern!r}"
-        path.write_text(text)
-
-    return edit
-
-
-# name -> (answer set, how the render is broken, the step that must fail)
-BROKEN_RENDERS = {
-    "strategy-without-base": (
-        "default",
-        _edit("infra/stack/outputs.tf", r"^\s*base\s*=\s*provider\.base\n"),
-        "worker-run",
-    ),
-    "no-job-variables-output": (
-        "default",
-        _edit("infra/envs/dev/outputs.tf", r'output "work_pool_job_variables" \{.*?\n\}\n'),
-        "work-pool",
-    ),
-}
-
-
-def _selected_names(session: pytest.Session) -> set[str]:
-    """The `name` parameters of this module's tests that this session runs."""
-    return {
-        item.callspec.params["name"]
-        for item in session.items
-        if item.path == Path(__file__) and hasattr(item, "callspec") and "name" in item.callspec.params
-    }
-
-
-@pytest.fixture(scope="session")
-def stacks(request, render, tf_env, tmp_path_factory) -> Iterator[Stacks]:
-    """Every emulated deployment the selected tests need, started together on first use."""
-    selected = _selected_names(request.session)
-    registry = Stacks(tmp_path_factory.mktemp("e2e"), tf_env)
-    for name in E2E_ANSWER_SETS:
-        if name in selected:
-            registry.add(name, render(ANSWER_SETS[name]))
-    for name, (answer_set, edit, _) in BROKEN_RENDERS.items():
-        if name in selected:
-            registry.add(f"broken-{name}", render(ANSWER_SETS[answer_set]), edit, keep=True)
-    try:
-        yield registry
-    finally:
-        registry.close()
 
 
 def _applied(stacks: Stacks, name: str) -> EmulatedStack:

@@ -144,8 +144,11 @@ class PrefectProject:
         return json.loads(built.stdout)
 
     # --- make deploy ------------------------------------------------------------
-    def deploy(self) -> None:
+    def deploy(self, edit: Callable[[dict[str, Any]], None] | None = None) -> None:
+        """`make deploy`; `edit` may change the loaded prefect.yaml first (e.g. deploy one more flow)."""
         config = load_prefect_yaml(self.root)
+        if edit is not None:
+            edit(config)
         built_image = "{{ build-image.image }}"
         if config.get("build"):
             # No Docker engine here: skip building and pushing the image, deploy the name it would have.

@@ -32,7 +32,7 @@ from prefect.settings import (
 from prefect.utilities.schema_tools import ValidationError, validate
 from prefect_aws.credentials import _get_client_cached
 from prefect_aws.workers.ecs_worker import ECSJobConfiguration, ECSWorker
-from support.answers import answers_of
+from support.answers import answers_of, model_of
 from support.prefect_checks import (
     load_prefect_yaml,
     load_project_module,
@@ -209,7 +209,7 @@ def test_worker_builds_the_ecs_task_for_every_deployment(project: Path, aws, mon
         assert task_definition["memory"] == str(job_variables.get("memory", sample["memory"])), name
 
         (overrides,) = request["overrides"]["containerOverrides"]
-        assert overrides["command"] == ["python", "-m", "prefect.engine"], name
+        assert overrides["command"] == model_of(answers).flow_run_command, name
 
         strategy = job_variables.get("capacity_provider_strategy", sample["capacity_provider_strategy"])
         assert request["capacityProviderStrategy"] == strategy, name

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import dockerfile
-from support.answers import answers_of
+from support.answers import answers_of, model_of
 
 
 def instructions(project: Path) -> list[dockerfile.Command]:
@@ -39,8 +39,12 @@ def test_entrypoint_is_exec_form_so_signals_reach_python(project: Path):
     cmd = commands[index_of(commands, "CMD")]
     assert entrypoint.json and cmd.json, "shell form would put /bin/sh between ECS's SIGTERM and Python"
     assert entrypoint.value[0].endswith("tini")
-    # The engine itself, not `prefect flow-run execute`, whose engine child ignores tini's SIGTERM.
-    assert cmd.value == ("python", "-m", "prefect.engine")
+    # The project's flow_run.py (the work pool's command too), not `prefect flow-run execute`,
+    # which dies on tini's SIGTERM and leaves its engine child to be killed unreported.
+    model = model_of(answers_of(project))
+    assert cmd.value == tuple(model.flow_run_command)
+    module = cmd.value[-1]
+    assert (project / "src" / Path(*module.split("."))).with_suffix(".py").is_file()
     assert "tini" in commands[index_of(commands, "RUN", lambda c: "apt-get install" in c.value[0])].value[0]
 
 
@@ -61,10 +65,13 @@ def test_dependencies_layer_comes_before_the_code(project: Path):
     code = [
         i for i, c in enumerate(commands) if c.cmd == "COPY" and any(v.startswith("src") for v in c.value)
     ]
+    package = answers_of(project)["package_name"]
     if answers_of(project)["code_storage"] == "ecr":
         assert code and code[0] > sync
     else:
-        assert code == [], "the s3 image holds only dependencies; flow runs pull the code"
+        # Of the code, only the container's command: it runs before the pull.
+        copied = [commands[i].value[:-1] for i in code]
+        assert copied == [(f"src/{package}/flow_run.py",)], "the s3 image holds only dependencies"
 
 
 # Flags Docker's classic builder accepts. prefect-docker's build_docker_image

@@ -1,0 +1,218 @@
+"""Flow runs whose ECS tasks really run (the executing emulator), from schedule to end, crash and recovery.
+
+Each scenario runs the probe flow (task_execution.PROBE_FLOW) of the applied
+default (code in the ECR image) and s3-server (code pulled from the emulated
+bucket) stacks: the real ECS worker submits it, the task runs
+`python -m prefect.engine` under tini with the task's environment, ECS's
+events reach the worker's observer through the stack's EventBridge rule and
+queue, and the crash-recovery automation's handler runs in a task of its own.
+The probe notes each attempt in a file, so the tests see how often the flow
+body really ran.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.states import Cancelling
+from task_execution import ExecutingStack, Probe
+from worker_run import wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
+
+SETS = ["default", "s3-server"]
+ON_DEMAND = [{"capacityProvider": "FARGATE", "weight": 1, "base": 0}]
+# How long a test watches for something that must not happen (the worker's
+# observer polls its queue every few seconds).
+QUIET_PERIOD = 20
+
+Executing = Callable[[str], ExecutingStack]
+
+
+def _handler_outcomes(executing: ExecutingStack, probe: Probe, count: int, timeout: float = 240) -> list[str]:
+    """The messages of the first `count` crash-recovery handler runs for the probe's run, once they end."""
+
+    def finished() -> list[FlowRun] | None:
+        runs = executing.side.crash_recovery_runs(probe.flow_run_id)
+        done = [run for run in runs if run.state is not None and run.state.is_final()]
+        return sorted(done, key=lambda run: run.created)[:count] if len(done) >= count else None
+
+    runs = wait_for(f"{count} crash-recovery handler run(s) to finish", finished, timeout=timeout)
+    return [run.state.message or "" for run in runs]
+
+
+def _cleanup(executing: ExecutingStack, probe: Probe) -> None:
+    """Let a held probe end, and stop its tasks (a failed test must not leave them running)."""
+    probe.release()
+    ecs = executing.server.client("ecs", executing.region)
+    for arn in probe.task_arns():
+        if executing.describe_task(arn)["lastStatus"] != "STOPPED":
+            ecs.stop_task(cluster=executing.side.outputs()["cluster_arn"], task=arn, reason="test cleanup")
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_a_scheduled_run_completes_in_its_task(executing_stack: Executing, name: str) -> None:
+    executing = executing_stack(name)
+    probe = executing.run_probe("scheduled", hold=False)
+    try:
+        run = probe.wait_for_state(StateType.COMPLETED, timeout=240)
+        # Consecutive states of one type once: the worker's Pending is "Pending" then "Submitting".
+        types = [t for t, _ in itertools.groupby(probe.state_types())]
+        assert types == [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.COMPLETED], (
+            types
+        )
+        assert run.run_count == 1
+        assert [(n["event"], n["attempt"]) for n in probe.notes()] == [("started", 1), ("finished", 1)]
+        (arn,) = probe.task_arns()
+        task = executing.stopped_task(arn)
+        assert task["stopCode"] == "EssentialContainerExited", task
+        assert [c["exitCode"] for c in task["containers"]] == [0]
+        output = executing.server.task_process(arn)["containers"]["prefect"]["log"]
+        assert "Finished in state Completed()" in Path(output).read_text()
+        time.sleep(5)
+        assert len(probe.run_task_requests()) == 1, "a completed run is never run again"
+    finally:
+        _cleanup(executing, probe)
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_cancel_from_the_api_ends_cancelled_and_stops_the_task(executing_stack: Executing, name: str) -> None:
+    executing = executing_stack(name)
+    probe = executing.run_probe("cancel")
+    try:
+        probe.wait_for_attempt(1)
+        (arn,) = probe.task_arns()
+        # What the UI's Cancel button and `prefect flow-run cancel` do.
+        with executing.side.client() as client:
+            client.set_flow_run_state(probe.flow_run_id, Cancelling(message="Cancelled from the API"))
+        probe.wait_for_state(StateType.CANCELLED, timeout=30)
+        task = executing.stopped_task(arn, timeout=60)
+        assert task["containers"][0].get("exitCode") is not None, task
+        assert "finished" not in [n["event"] for n in probe.notes()], "the flow body ran on after Cancel"
+        time.sleep(QUIET_PERIOD)
+        assert len(probe.run_task_requests()) == 1, "a cancelled run is not run again"
+        assert probe.flow_run().state.type == StateType.CANCELLED
+    finally:
+        _cleanup(executing, probe)
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_spot_interruption_reruns_on_fargate_and_the_last_attempt_completes(
+    executing_stack: Executing, name: str
+) -> None:
+    executing = executing_stack(name)
+    probe = executing.run_probe("spot")
+    try:
+        probe.wait_for_attempt(1)
+        (first,) = probe.task_arns()
+        assert executing.describe_task(first)["capacityProviderName"] == "FARGATE_SPOT"
+        executing.server.interrupt_as_spot(first)
+        assert executing.stopped_task(first)["stopCode"] == "SpotInterruption"
+        requests = wait_for(
+            "the re-run's RunTask", lambda: len(r := probe.run_task_requests()) > 1 and r, timeout=300
+        )
+        probe.release()
+        assert requests[1]["capacityProviderStrategy"] == ON_DEMAND, "spot_fallback_after = 1"
+        probe.wait_for_state(StateType.COMPLETED, timeout=240)
+        assert probe.started_attempts() == [1, 2]
+        outcomes = _handler_outcomes(executing, probe, 1)
+        assert "by Spot" in outcomes[0], outcomes
+        retries = executing.stack.project.answers.get("crash_retries", 2)
+        assert len(probe.run_task_requests()) == 2 <= retries + 1
+    finally:
+        _cleanup(executing, probe)
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_no_spot_capacity_at_run_task_reruns_on_fargate(executing_stack: Executing, name: str) -> None:
+    executing = executing_stack(name)
+    executing.server.set_capacity("FARGATE_SPOT", available=False)
+    try:
+        probe = executing.run_probe("no-capacity", hold=False)
+        try:
+            probe.wait_for_state(StateType.COMPLETED, timeout=300)
+            requests = probe.run_task_requests()
+            assert requests[0]["startedTaskArns"] == [], "RunTask found no Spot capacity"
+            assert requests[-1]["capacityProviderStrategy"] == ON_DEMAND
+            assert len(requests) == 2
+            assert probe.started_attempts() == [1], "the body ran once: the first attempt never started"
+            assert "by Spot" in _handler_outcomes(executing, probe, 1)[0]
+        finally:
+            _cleanup(executing, probe)
+    finally:
+        executing.server.set_capacity("FARGATE_SPOT", available=True)
+
+
+def _crash_is_not_taken_for_spot(executing: ExecutingStack, probe: Probe, stop_code: str) -> None:
+    (arn,) = probe.task_arns()
+    assert executing.stopped_task(arn)["stopCode"] == stop_code
+    (outcome,) = _handler_outcomes(executing, probe, 1)
+    assert "by Spot" not in outcome, outcome
+    requests = probe.run_task_requests()
+    assert all(request["capacityProviderStrategy"] != ON_DEMAND for request in requests), (
+        "the re-run was moved to on-demand as after a Spot interruption"
+    )
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_an_operator_stop_task_is_not_taken_for_spot(executing_stack: Executing, name: str) -> None:
+    executing = executing_stack(name)
+    probe = executing.run_probe("operator-stop")
+    try:
+        probe.wait_for_attempt(1)
+        (arn,) = probe.task_arns()
+        ecs = executing.server.client("ecs", executing.region)
+        ecs.stop_task(
+            cluster=executing.side.outputs()["cluster_arn"], task=arn, reason="stopped by the operator"
+        )
+        probe.release()
+        _crash_is_not_taken_for_spot(executing, probe, "UserInitiated")
+    finally:
+        _cleanup(executing, probe)
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_a_crash_with_exit_137_is_not_taken_for_spot(executing_stack: Executing, name: str) -> None:
+    executing = executing_stack(name)
+    probe = executing.run_probe("killed")
+    try:
+        probe.wait_for_attempt(1)
+        probe.kill_file.touch()  # the body SIGKILLs itself, as the OOM killer would
+        (arn,) = probe.task_arns()
+        task = executing.stopped_task(arn)
+        assert [c["exitCode"] for c in task["containers"]] == [137]
+        probe.release()
+        probe.kill_file.unlink()
+        _crash_is_not_taken_for_spot(executing, probe, "EssentialContainerExited")
+    finally:
+        _cleanup(executing, probe)
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_a_late_stopped_event_leaves_the_current_attempt_alone(executing_stack: Executing, name: str) -> None:
+    executing = executing_stack(name)
+    probe = executing.run_probe("late-event")
+    try:
+        probe.wait_for_attempt(1)
+        (first,) = probe.task_arns()
+        executing.server.interrupt_as_spot(first)
+        probe.wait_for_attempt(2, timeout=300)
+        before = len(probe.state_types())
+        detail = executing.server.emit_again(first)  # the first attempt's STOPPED event, delivered late
+        assert detail["lastStatus"] == "STOPPED" and detail["stopCode"] == "SpotInterruption"
+        time.sleep(QUIET_PERIOD)
+        late = probe.state_types()[before:]
+        assert StateType.CRASHED not in late, f"the late event crashed the running attempt: {late}"
+        assert probe.flow_run().state.type == StateType.RUNNING
+        probe.release()
+        probe.wait_for_state(StateType.COMPLETED, timeout=120)
+        time.sleep(5)
+        assert probe.started_attempts() == [1, 2], "the flow body ran once per attempt"
+        assert len(probe.run_task_requests()) == 2, "no extra attempt"
+    finally:
+        _cleanup(executing, probe)

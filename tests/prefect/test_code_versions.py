@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -264,13 +265,16 @@ print(load_flow_from_entrypoint(sys.argv[2]).name)
 def test_pulled_code_can_import_its_own_package(
     render, moto_s3: str, prefect_api: PrefectServer, tmp_path: Path
 ) -> None:
-    """The image starts Python with PYTHONPATH=/app/src before the pull creates that folder.
+    """The image starts Python with PYTHONPATH=/app/src before the pull fills that folder.
 
     The primes flow imports its package (dask_cluster); it must load after the
     prefect.yaml pull steps, run as the engine runs them, in a fresh interpreter.
+    Python caches a PYTHONPATH folder missing at start as missing for good: the
+    image must already have /app/src (it has the container's command in it).
     """
     project = render(ANSWER_SETS["s3-server"])
     package = answers_of(project)["package_name"]
+    dockerfile = (project / "Dockerfile").read_text()
     s3 = boto3.client("s3", region_name=REGION, endpoint_url=moto_s3)
     s3.create_bucket(Bucket=BUCKET)
     folder = "event-ingest/v1"
@@ -279,7 +283,13 @@ def test_pulled_code_can_import_its_own_package(
     # What `prefect deploy` stores: the push step's outputs filled in. The image's
     # WORKDIR /app is a folder of this test.
     app = tmp_path / "app"
+    # The code the image holds (the Dockerfile's COPY of src/ files into its WORKDIR).
     app.mkdir()
+    for source, target in re.findall(r"^COPY (?:--\S+ )*(src/\S+) (src/\S*)$", dockerfile, re.MULTILINE):
+        destination = app / target / Path(source).name if target.endswith("/") else app / target
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(project / source, destination)
+    assert (app / "src").is_dir(), "the image has no /app/src: the pulled package would not import"
     steps = json.loads(
         json.dumps(load_prefect_yaml(project)["pull"])
         .replace('"/app"', json.dumps(str(app)))

@@ -10,7 +10,9 @@ prunes the bucket with the deployments as Prefect stores them.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -21,7 +23,9 @@ from pathlib import Path
 
 import boto3
 import pytest
+from support.answer_sets import ANSWER_SETS
 from support.answers import answers_of
+from support.prefect_checks import load_prefect_yaml
 from support.prefect_local import PrefectServer, run_prefect
 
 pytestmark = pytest.mark.prefect_server
@@ -244,3 +248,63 @@ def test_each_deployment_pulls_its_own_version_and_pruning_spares_every_one_in_u
         assert result.returncode == code, result.stdout + result.stderr
     assert "refusing to delete anything" in result.stderr
     assert _keys(s3) == [key for key in keys if not key.startswith(f"{slug}/v0/")]
+
+
+# --- the pulled code imports in the flow run's own interpreter ---------------------
+
+PULL_AND_LOAD = """\
+import asyncio, json, sys
+from prefect.deployments.steps.core import run_steps
+from prefect.flows import load_flow_from_entrypoint
+
+asyncio.run(run_steps(json.loads(sys.argv[1])))
+print(load_flow_from_entrypoint(sys.argv[2]).name)
+"""
+
+
+def test_pulled_code_can_import_its_own_package(
+    render, moto_s3: str, prefect_api: PrefectServer, tmp_path: Path
+) -> None:
+    """The image starts Python with PYTHONPATH=/app/src before the pull fills that folder.
+
+    The primes flow imports its package (dask_cluster); it must load after the
+    prefect.yaml pull steps, run as the engine runs them, in a fresh interpreter.
+    Python caches a PYTHONPATH folder missing at start as missing for good: the
+    image must already have /app/src (it has the container's command in it).
+    """
+    project = render(ANSWER_SETS["s3-server"])
+    package = answers_of(project)["package_name"]
+    dockerfile = (project / "Dockerfile").read_text()
+    s3 = boto3.client("s3", region_name=REGION, endpoint_url=moto_s3)
+    s3.create_bucket(Bucket=BUCKET)
+    folder = "event-ingest/v1"
+    for path in (project / "src").rglob("*.py"):
+        s3.upload_file(str(path), BUCKET, f"{folder}/{path.relative_to(project).as_posix()}")
+    # What `prefect deploy` stores: the push step's outputs filled in. The image's
+    # WORKDIR /app is a folder of this test.
+    app = tmp_path / "app"
+    # The code the image holds (the Dockerfile's COPY of src/ files into its WORKDIR).
+    app.mkdir()
+    for source, target in re.findall(r"^COPY (?:--\S+ )*(src/\S+) (src/\S*)$", dockerfile, re.MULTILINE):
+        destination = app / target / Path(source).name if target.endswith("/") else app / target
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(project / source, destination)
+    assert (app / "src").is_dir(), "the image has no /app/src: the pulled package would not import"
+    steps = json.loads(
+        json.dumps(load_prefect_yaml(project)["pull"])
+        .replace('"/app"', json.dumps(str(app)))
+        .replace("{{ push-code.bucket }}", BUCKET)
+        .replace("{{ push-code.folder }}", folder)
+    )
+    env = {**os.environ, **prefect_api.client_env(), "PYTHONPATH": str(app / "src")}
+    result = subprocess.run(
+        [sys.executable, "-c", PULL_AND_LOAD, json.dumps(steps), f"src/{package}/flows/primes.py:primes"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "primes"

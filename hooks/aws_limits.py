@@ -184,6 +184,12 @@ def github_repository_error(ci_provider: str, repository: str) -> str:
     return ""
 
 
+def alarm_email_error(email: str) -> str:
+    if email and not re.search(model.EMAIL_PATTERN, email):
+        return f'alarm_email must be empty or one e-mail address such as ops@example.com (got "{email}")'
+    return ""
+
+
 def package_name_error(name: str) -> str:
     """Return why `name` cannot be the flows package, or an empty string."""
     if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):

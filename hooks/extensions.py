@@ -140,6 +140,7 @@ class TemplateExtension(Extension):
             project_slug_error=aws_limits.project_slug_error,
             owner_error=aws_limits.owner_error,
             github_repository_error=aws_limits.github_repository_error,
+            alarm_email_error=aws_limits.alarm_email_error,
             require_answer_types=aws_limits.require_answer_types,
             slug_max=model.SLUG_MAX,
             choices=choices,

@@ -85,6 +85,10 @@ TAG_VALUE_MAX = 256
 # "owner/name" of a GitHub repository, as the deploy role's OIDC trust names it.
 GITHUB_REPOSITORY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$"
 
+# An e-mail address SNS can subscribe (alarm_email): one "@", a dotted domain,
+# no spaces or quotes (Terraform validates with the same pattern).
+EMAIL_PATTERN = r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$"
+
 # Prefect deployment tags (labels): at most this long (hooks/aws_limits.py says why).
 LABEL_MAX = 100
 
@@ -146,6 +150,7 @@ class Model:
     SLUG_PATTERN = SLUG_PATTERN
     TAG_VALUE_MAX = TAG_VALUE_MAX
     GITHUB_REPOSITORY_PATTERN = GITHUB_REPOSITORY_PATTERN
+    EMAIL_PATTERN = EMAIL_PATTERN
 
     def _answer(self, name: str) -> Any:
         try:

@@ -50,6 +50,10 @@ BAD_ANSWERS: dict[str, tuple[str, dict]] = {
     "owner with newline": ("owner", {"owner": "data\nplatform"}),
     "owner with template marker": ("owner", {"owner": "team-${var.x}"}),
     "owner longer than a tag value": ("owner", {"owner": "a" * 257}),
+    # alarm_email
+    "alarm_email without a domain": ("alarm_email", {"alarm_email": "ops@localhost"}),
+    "alarm_email with two addresses": ("alarm_email", {"alarm_email": "a@example.com, b@example.com"}),
+    "alarm_email with a newline": ("alarm_email", {"alarm_email": "ops@example.com\nx"}),
     # enums
     "unknown python": ("python_version", {"python_version": "3.10"}),
     "unknown region": ("aws_region", {"aws_region": "mars-north-1"}),

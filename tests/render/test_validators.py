@@ -25,6 +25,7 @@ BAD_VALUES: dict[str, dict] = {
     "worker_memory": {"worker_cpu": 256, "worker_memory": 4096},
     "flow_memory": {"flow_cpu": 4096, "flow_memory": 4096},
     "github_repository": {"github_repository": "just-a-name"},
+    "alarm_email": {"alarm_email": "ops at example.com"},
     "dask_scheduler_memory": {"dask_cluster": True, "dask_scheduler_cpu": 1024, "dask_scheduler_memory": 512},
     "dask_worker_memory": {"dask_cluster": True, "dask_worker_cpu": 16384, "dask_worker_memory": 16384},
     "dask_min_workers": {"dask_cluster": True, "dask_min_workers": 101},

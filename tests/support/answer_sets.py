@@ -45,6 +45,7 @@ ANSWER_SETS: dict[str, dict] = {
         "python_version": "3.13",
         "aws_region": "eu-central-1",
         "owner": "finance-data",
+        "alarm_email": "finance-data+alarms@example.com",
     },
     "server-existing-vpc-on-demand": {
         "project_name": "Regulated Ledger",

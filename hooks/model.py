@@ -97,6 +97,13 @@ LABEL_MAX = 100
 # team should raise the quota and this limit together, deliberately.
 DASK_MAX_WORKERS = 100
 
+# How long a Crashed run may wait to be scheduled again before the run alert
+# counts it as left Crashed (src/<package>/alerts.py). The recovery handler is a
+# run on ECS itself: the worker's poll, a Fargate task start with its image pull
+# (1-5 minutes) and its few API calls fit three times over; a later re-run
+# costs a needless alert, never a lost one.
+CRASH_ALERT_AFTER_MINUTES = 15
+
 # --------------------------------------------------------------------------- capacity
 
 
@@ -151,6 +158,7 @@ class Model:
     TAG_VALUE_MAX = TAG_VALUE_MAX
     GITHUB_REPOSITORY_PATTERN = GITHUB_REPOSITORY_PATTERN
     EMAIL_PATTERN = EMAIL_PATTERN
+    CRASH_ALERT_AFTER_MINUTES = CRASH_ALERT_AFTER_MINUTES
 
     def _answer(self, name: str) -> Any:
         try:

@@ -150,7 +150,10 @@ def test_make_targets_use_terraform_outputs(make, project: Path):
     # The webhook URL is read hidden and reaches Python on stdin, never on a command line.
     notifications = make("-n", "notifications-set", f"ENV={env_name}").stdout
     assert "read -rsp" in notifications
-    assert f"| uv run python -m {answers['package_name']}.alerts {env_name} --webhook-url-from-stdin" in notifications
+    assert (
+        f"| uv run python -m {answers['package_name']}.alerts {env_name} --webhook-url-from-stdin"
+        in notifications
+    )
 
     # Every AWS target depends on check-env, which refuses an environment that was not chosen.
     assert make("check-env", f"ENV={env_name}").returncode == 0

@@ -25,14 +25,6 @@ resource "aws_sqs_queue" "task_events_dead_letter" {
   message_retention_seconds = 1209600
 }
 
-resource "aws_sqs_queue_redrive_allow_policy" "task_events_dead_letter" {
-  queue_url = aws_sqs_queue.task_events_dead_letter.id
-  redrive_allow_policy = jsonencode({
-    redrivePermission = "byQueue"
-    sourceQueueArns   = [aws_sqs_queue.task_events.arn]
-  })
-}
-
 resource "aws_cloudwatch_event_rule" "task_state_change" {
   name        = "${var.name}-ecs-task-state-change"
   description = "ECS task state changes of cluster ${var.cluster_name}, for the Prefect worker's observer"

@@ -192,6 +192,12 @@ def aws_account_id_error(question: str, answer: object) -> str:
     return ""
 
 
+def alarm_email_error(email: str) -> str:
+    if email and not re.search(model.EMAIL_PATTERN, email):
+        return f'alarm_email must be empty or one e-mail address such as ops@example.com (got "{email}")'
+    return ""
+
+
 def package_name_error(name: str) -> str:
     """Return why `name` cannot be the flows package, or an empty string."""
     if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):

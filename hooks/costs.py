@@ -36,7 +36,9 @@ model = importlib.import_module(__name__.removesuffix("costs") + "model")
 WORKERS_PER_ENVIRONMENT = 1
 WORKER_ARCHITECTURE = "ARM64"
 SECRETS_PER_ENVIRONMENT = 1
-ALARMS_PER_ENVIRONMENT = 1
+# Worker not running, task-event backlog, task events in the dead-letter queue
+# (their SNS topic and the queues cost nothing at an idle stack's volume).
+ALARMS_PER_ENVIRONMENT = 3
 
 
 @cache

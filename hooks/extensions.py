@@ -141,6 +141,7 @@ class TemplateExtension(Extension):
             owner_error=aws_limits.owner_error,
             github_repository_error=aws_limits.github_repository_error,
             aws_account_id_error=aws_limits.aws_account_id_error,
+            alarm_email_error=aws_limits.alarm_email_error,
             require_answer_types=aws_limits.require_answer_types,
             slug_max=model.SLUG_MAX,
             choices=choices,

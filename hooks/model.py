@@ -89,6 +89,9 @@ GITHUB_REPOSITORY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,10
 # An AWS account id; the console shows it as 1234-5678-9012, so dashes and
 # spaces are accepted in the answer and dropped (aws_account_id()).
 AWS_ACCOUNT_ID_PATTERN = r"^[0-9]{12}$"
+# An e-mail address SNS can subscribe (alarm_email): one "@", a dotted domain,
+# no spaces or quotes (Terraform validates with the same pattern).
+EMAIL_PATTERN = r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$"
 
 # Prefect deployment tags (labels): at most this long (hooks/aws_limits.py says why).
 LABEL_MAX = 100
@@ -103,6 +106,12 @@ def aws_account_id(answer: object) -> str:
     """An aws_account_id_<env> answer as AWS spells the id: digits only ("" when not given yet)."""
     return re.sub(r"[\s-]", "", str(answer or ""))
 
+# How long a Crashed run may wait to be scheduled again before the run alert
+# counts it as left Crashed (src/<package>/alerts.py). The recovery handler is a
+# run on ECS itself: the worker's poll, a Fargate task start with its image pull
+# (1-5 minutes) and its few API calls fit three times over; a later re-run
+# costs a needless alert, never a lost one.
+CRASH_ALERT_AFTER_MINUTES = 15
 
 # --------------------------------------------------------------------------- capacity
 
@@ -158,6 +167,8 @@ class Model:
     TAG_VALUE_MAX = TAG_VALUE_MAX
     GITHUB_REPOSITORY_PATTERN = GITHUB_REPOSITORY_PATTERN
     AWS_ACCOUNT_ID_PATTERN = AWS_ACCOUNT_ID_PATTERN
+    EMAIL_PATTERN = EMAIL_PATTERN
+    CRASH_ALERT_AFTER_MINUTES = CRASH_ALERT_AFTER_MINUTES
 
     def _answer(self, name: str) -> Any:
         try:

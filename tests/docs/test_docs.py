@@ -81,6 +81,7 @@ def test_generated_docs_follow_a_new_question() -> None:
         "Spot",
         "state",
         "OIDC",
+        "SNS topic",
     ],
 )
 def test_design_doc_covers(topic: str) -> None:
@@ -98,6 +99,10 @@ def test_runbook_names_the_projects_resources(project: Path) -> None:
         f"{slug}-<env>/{secret}",
         f"{slug}-<env>-worker",
         "make secret-set ENV=<env>",
+        f"{slug}-<env>-alarms",
+        f"{slug}-<env>-ecs-task-events-dlq-not-empty",
+        f"{slug}-<env>-notify-crashed",
+        "make notifications-set ENV=<env>",
         "make infra-destroy ENV=<env>",
         answers["aws_region"],
     ):

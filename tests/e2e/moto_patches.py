@@ -249,6 +249,25 @@ def _execute_tasks(runner: TaskRunner) -> None:
     EC2ContainerServiceBackend.stop_task = stop_task
 
 
+def _redrive_policy_is_compact_json() -> None:
+    """A queue's RedrivePolicy reads back as compact JSON, as AWS returns it.
+
+    moto returns `json.dumps` with spaces, which the AWS provider reads as a
+    change of the queue's `redrive_policy` on every plan after apply.
+    """
+    from moto.sqs.models import Queue
+
+    original = Queue.attributes
+
+    def attributes(self: Queue) -> dict:
+        result = original.fget(self)
+        if self.redrive_policy:
+            result["RedrivePolicy"] = json.dumps(self.redrive_policy, separators=(",", ":"))
+        return result
+
+    Queue.attributes = property(attributes)
+
+
 def apply(capture_file: Path, runner: TaskRunner) -> None:
     _execute_tasks(runner)
     _record_run_task(capture_file)
@@ -257,3 +276,4 @@ def apply(capture_file: Path, runner: TaskRunner) -> None:
     _fargate_tasks_without_container_memory()
     _fargate_tasks_get_their_public_ip()
     _referenced_group_rules_keep_their_description()
+    _redrive_policy_is_compact_json()

@@ -17,6 +17,7 @@ the named step.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -75,6 +76,36 @@ def test_environments_do_not_share_resources(stacks: Stacks, name: str) -> None:
     ):
         values = [outputs[key] for outputs in stack.outputs.values()]
         assert len(set(values)) == len(values), f"{key} is shared between environments: {values}"
+
+
+@pytest.mark.parametrize("name", E2E_ANSWER_SETS)
+def test_every_alarm_notifies_the_environments_topic(stacks: Stacks, name: str) -> None:
+    """Three alarms per environment, all to its own SNS topic; task events dead-letter after 5 receives."""
+    stack = _applied(stacks, name)
+    region = stack.project.region
+    cloudwatch, sns, sqs = (stack.server.client(service, region) for service in ("cloudwatch", "sns", "sqs"))
+    email = stack.project.answers.get("alarm_email", "")
+    for env, outputs in stack.outputs.items():
+        prefix = outputs["work_pool_name"]
+        topic = outputs["alarm_topic_arn"]
+        assert topic.endswith(f":{prefix}-alarms"), topic
+        alarms = cloudwatch.describe_alarms(AlarmNamePrefix=f"{prefix}-")["MetricAlarms"]
+        assert sorted(alarm["AlarmName"] for alarm in alarms) == [
+            f"{prefix}-ecs-task-events-backlog",
+            f"{prefix}-ecs-task-events-dlq-not-empty",
+            f"{prefix}-worker-not-running",
+        ], env
+        for alarm in alarms:
+            assert alarm["AlarmActions"] == alarm["OKActions"] == [topic], alarm["AlarmName"]
+        subscriptions = sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]
+        assert [(s["Protocol"], s["Endpoint"]) for s in subscriptions] == (
+            [("email", email)] if email else []
+        )
+        queue_url = sqs.get_queue_url(QueueName=f"{prefix}-ecs-task-events")["QueueUrl"]
+        attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["RedrivePolicy"])
+        redrive = json.loads(attributes["Attributes"]["RedrivePolicy"])
+        assert redrive["deadLetterTargetArn"].endswith(f":{prefix}-ecs-task-events-dlq"), redrive
+        assert int(redrive["maxReceiveCount"]) == 5
 
 
 GITHUB_E2E_ANSWER_SETS = [name for name in E2E_ANSWER_SETS if name in sets_where("ci_provider", "github")]

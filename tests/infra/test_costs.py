@@ -103,15 +103,16 @@ def test_default_render_costs_what_the_prices_say(render):
     result = estimate(reading.facts)
 
     # One dev environment in us-east-1: worker 256 cpu / 512 MiB on ARM64 on-demand,
-    # with a public IPv4 address (new VPC, no NAT), one secret, one alarm, 30-day logs.
+    # with a public IPv4 address (new VPC, no NAT), one secret, three alarms (worker,
+    # task-event backlog, dead letters), 30-day logs.
     worker = (0.25 * ARM_US["vcpu_hour"] + 0.5 * ARM_US["gb_hour"]) * HOURS
     public_ip = SERVICES["public_ipv4_hour"] * HOURS
     expected_idle = (
-        worker + public_ip + SERVICES["secret_month"] + SERVICES["alarm_month"] + logs_month(1, 30)
+        worker + public_ip + SERVICES["secret_month"] + 3 * SERVICES["alarm_month"] + logs_month(1, 30)
     )
     assert result.idle_total == pytest.approx(expected_idle, rel=1e-9)
     assert [line.monthly for line in result.idle] == pytest.approx(
-        [worker, public_ip, SERVICES["secret_month"], SERVICES["alarm_month"], logs_month(1, 30)]
+        [worker, public_ip, SERVICES["secret_month"], 3 * SERVICES["alarm_month"], logs_month(1, 30)]
     )
 
     # A default flow run: 1024 cpu / 2048 MiB on x86_64, plus its public IPv4 address.
@@ -141,9 +142,9 @@ def test_on_demand_only_preset_costs_what_the_prices_say(render):
     # workers 512 cpu / 1024 MiB on ARM64, 2557-day log retention.
     environments = len(preset["environments"])
     worker = (0.5 * ARM_US["vcpu_hour"] + 1 * ARM_US["gb_hour"]) * HOURS
-    expected_idle = environments * (worker + SERVICES["secret_month"] + SERVICES["alarm_month"]) + logs_month(
-        environments, preset["log_retention_days"]
-    )
+    expected_idle = environments * (
+        worker + SERVICES["secret_month"] + 3 * SERVICES["alarm_month"]
+    ) + logs_month(environments, preset["log_retention_days"])
     assert result.idle_total == pytest.approx(expected_idle, rel=1e-9)
 
     # 1024 cpu / 4096 MiB on x86_64, no public IP: every run on on-demand.
@@ -170,7 +171,7 @@ def test_spot_worker_preset_costs_what_the_prices_say(render):
         worker
         + public_ip
         + SERVICES["secret_month"]
-        + SERVICES["alarm_month"]
+        + 3 * SERVICES["alarm_month"]
         + logs_month(1, preset["log_retention_days"])
     )
     assert result.idle_total == pytest.approx(expected_idle, rel=1e-9)

@@ -37,6 +37,8 @@ MAKE_TARGETS = {
     "secret-set",
     "deploy",
     "automation",
+    "notifications-set",
+    "alerts",
     "logs",
 }
 
@@ -150,6 +152,14 @@ def test_make_targets_use_terraform_outputs(make, project: Path):
 
     secret = make("-n", "secret-set", f"ENV={env_name}").stdout
     assert "read -rsp" in secret and "file:///dev/stdin" in secret and "--force-new-deployment" in secret
+
+    # The webhook URL is read hidden and reaches Python on stdin, never on a command line.
+    notifications = make("-n", "notifications-set", f"ENV={env_name}").stdout
+    assert "read -rsp" in notifications
+    assert (
+        f"| uv run python -m {answers['package_name']}.alerts {env_name} --webhook-url-from-stdin"
+        in notifications
+    )
 
     # Every AWS target depends on check-env, which refuses an environment that was not chosen.
     assert make("check-env", f"ENV={env_name}").returncode == 0

@@ -61,6 +61,10 @@ BAD_ANSWERS: dict[str, tuple[str, dict]] = {
         "aws_account_id_prod",
         {"environments": ["dev", "prod"], "aws_account_id_prod": "1234567890123"},
     ),
+    # alarm_email
+    "alarm_email without a domain": ("alarm_email", {"alarm_email": "ops@localhost"}),
+    "alarm_email with two addresses": ("alarm_email", {"alarm_email": "a@example.com, b@example.com"}),
+    "alarm_email with a newline": ("alarm_email", {"alarm_email": "ops@example.com\nx"}),
     # enums
     "unknown python": ("python_version", {"python_version": "3.10"}),
     "unknown region": ("aws_region", {"aws_region": "mars-north-1"}),

@@ -16,6 +16,7 @@ import yaml
 from extensions import hcl
 from model import (
     CHOICES,
+    EMAIL_PATTERN,
     ENVIRONMENTS,
     FARGATE_CPUS,
     FARGATE_MEMORY_BY_CPU,
@@ -117,6 +118,8 @@ def test_rendered_name_rules_are_the_models(render) -> None:
     for path in variable_files(project):
         condition = validations(path)["github_repository"]
         assert f"regex({json.dumps(GITHUB_REPOSITORY_PATTERN)}, var.github_repository)" in condition, path
+        condition = validations(path)["alarm_email"]
+        assert f"regex({json.dumps(EMAIL_PATTERN)}, var.alarm_email)" in condition, path
 
 
 def test_copier_choices_are_the_models_tables() -> None:

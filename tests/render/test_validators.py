@@ -32,6 +32,7 @@ BAD_VALUES: dict[str, dict] = {
         "aws_account_id_staging": "arn:aws:iam::1",
     },
     "aws_account_id_prod": {"environments": ["prod"], "aws_account_id_prod": "1234567890123"},
+    "alarm_email": {"alarm_email": "ops at example.com"},
     "dask_scheduler_memory": {"dask_cluster": True, "dask_scheduler_cpu": 1024, "dask_scheduler_memory": 512},
     "dask_worker_memory": {"dask_cluster": True, "dask_worker_cpu": 16384, "dask_worker_memory": 16384},
     "dask_min_workers": {"dask_cluster": True, "dask_min_workers": 101},

@@ -47,6 +47,7 @@ ANSWER_SETS: dict[str, dict] = {
         "owner": "finance-data",
         # Private subnets without NAT: the worker image comes from the project's ECR.
         "worker_image_mirror": True,
+        "alarm_email": "finance-data+alarms@example.com",
     },
     "server-existing-vpc-on-demand": {
         "project_name": "Regulated Ledger",

@@ -8,6 +8,21 @@ resource "aws_sqs_queue" "task_events" {
   # The observer holds a message for up to 300 s while it handles it.
   visibility_timeout_seconds = 300
   message_retention_seconds  = var.message_retention_seconds
+
+  # A message the observer received this often without deleting it (it failed
+  # on it each time) moves aside instead of coming back forever.
+  redrive_policy = jsonencode({
+    deadLetterTargetArn = aws_sqs_queue.task_events_dead_letter.arn
+    maxReceiveCount     = var.max_receive_count
+  })
+}
+
+resource "aws_sqs_queue" "task_events_dead_letter" {
+  name                    = "${var.name}-ecs-task-events-dlq"
+  sqs_managed_sse_enabled = true
+
+  # SQS's maximum, 14 days: time to read why the observer failed on them.
+  message_retention_seconds = 1209600
 }
 
 resource "aws_cloudwatch_event_rule" "task_state_change" {

@@ -106,6 +106,7 @@ def aws_account_id(answer: object) -> str:
     """An aws_account_id_<env> answer as AWS spells the id: digits only ("" when not given yet)."""
     return re.sub(r"[\s-]", "", str(answer or ""))
 
+
 # How long a Crashed run may wait to be scheduled again before the run alert
 # counts it as left Crashed (src/<package>/alerts.py). The recovery handler is a
 # run on ECS itself: the worker's poll, a Fargate task start with its image pull

@@ -294,6 +294,21 @@ def test_a_task_of_an_earlier_attempt_says_nothing(render, ecs_tasks: EcsTasks):
     assert not module.crash_cause(_crashed_run(SIGTERM_CRASH, None), [], uses_spot=True).spot
 
 
+def test_ecs_refusing_the_handler_still_recovers(render):
+    """Without ecs:DescribeTasks (handler deployed before infra-apply) the crash is re-run, not Spot."""
+    from botocore.exceptions import ClientError
+
+    module = recovery_module(render({}))
+
+    def denied(cluster, task_arn):
+        raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "DescribeTasks")
+
+    pid = "flows::arn:aws:ecs:us-east-1:1:task/flows/abc"
+    cause = module.crash_cause(_crashed_run(SIGTERM_CRASH, pid), [], True, denied)
+    assert not cause.spot and not cause.stopped_by_caller
+    assert "ECS not asked" in cause.evidence and "AccessDeniedException" in cause.evidence
+
+
 def test_the_template_reads_no_message_for_spot(render):
     """Defect 3: the engine's SIGTERM message once counted as Spot, so an operator's StopTask did too."""
     text = (render({}) / "src").rglob("crash_recovery.py").__next__().read_text()

@@ -67,6 +67,7 @@ def test_worker_command_runs_the_entrypoint_file(render):
     assert (project / ENTRYPOINT).stat().st_size < 8 * 1024
 
 
+@pytest.mark.slow  # starts a Python process that imports Prefect: kept out of the quick loop
 def test_entrypoint_refuses_a_prefect_aws_without_the_handler(render):
     """A prefect-aws upgrade that renames or drops mark_runs_as_crashed stops the worker, loudly."""
     source = (render({}) / ENTRYPOINT).read_text()

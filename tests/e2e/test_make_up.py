@@ -63,6 +63,10 @@ class UpProject:
         with SyncPrefectClient(self.prefect.api_url) as client:
             return sorted(deployment.name for deployment in client.read_deployments())
 
+    def automations(self) -> list[str]:
+        with SyncPrefectClient(self.prefect.api_url) as client:
+            return sorted(automation.name for automation in client.read_automations())
+
 
 @pytest.fixture(scope="module")
 def up_project(tmp_path_factory: pytest.TempPathFactory, tf_env: dict[str, str]) -> Iterator[UpProject]:
@@ -164,12 +168,14 @@ def test_down_needs_the_typed_env_name_then_removes_everything(up_project: UpPro
         assert refused.returncode != 0 and message in refused.stderr, output_of(refused)[-2000:]
         assert emulator.inventory(up_project.server, REGION) == before
         assert up_project.deployments()
+    assert up_project.automations(), "make up installed no automation"
 
     result = up_project.make("down", "ENV=dev", stdin="dev\n")
     output = output_of(result)
     assert result.returncode == 0, output[-5000:]
     assert "dev is down." in output
     assert up_project.deployments() == []
+    assert up_project.automations() == []
     left = emulator.inventory(up_project.server, REGION)
     assert left <= {f"s3-bucket:{baseline_bucket}"}, sorted(left)
     again = up_project.make("down", "ENV=dev", stdin="dev\n")

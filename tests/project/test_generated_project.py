@@ -69,8 +69,8 @@ def test_generated_test_suite_passes(project: Path, tmp_path: Path, generated_py
     env = clean_env(tmp_path) | {"TMPDIR": str(tmp_path)}
     result = run([sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", *cache], project, env)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    # The Dask flow's tests (dask_cluster) add 9 to the 1x of the other examples.
-    count = r"2\d" if answers_of(project).get("dask_cluster") else r"1\d"
+    # The Dask flow's tests (dask_cluster) add 9 to the ~20 of the other examples.
+    count = r"[23]\d" if answers_of(project).get("dask_cluster") else r"[12]\d"
     assert re.search(rf"\b{count} passed\b", result.stdout), result.stdout[-500:]
     # The server stopped with the session (it removes its folder once it has exited).
     assert not list(tmp_path.glob("prefect-tests-*"))

@@ -137,7 +137,7 @@ class TaskRunner:
         }
 
     def metadata(self, path: str) -> dict[str, Any]:
-        """The ECS task metadata endpoint v4: /v4/<task id>/<container> and .../task, as the agent serves them."""
+        """The task metadata endpoint v4: /v4/<task id>/<container> and .../task, as the agent serves them."""
         parts = path.strip("/").split("/")
         if len(parts) not in (3, 4) or parts[0] != "v4" or parts[3:] not in ([], ["task"]):
             raise KeyError(f"no metadata at {path}")

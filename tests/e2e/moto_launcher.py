@@ -4,7 +4,8 @@
 
 Listens on 127.0.0.1 on ports the OS picks, prints "PORT <n>" (the AWS
 endpoint) and "CONTROL <n>" (the tests' controls of the task runner, JSON
-over HTTP: POST /<method> with the method's keyword arguments) once it
+over HTTP: POST /<method> with the method's keyword arguments; GET serves
+the tasks' metadata endpoint, ECS_CONTAINER_METADATA_URI_V4) once it
 accepts requests, and serves until it gets SIGTERM; then it kills every
 process group the task runner started.
 """
@@ -43,6 +44,17 @@ def control_server(runner: TaskRunner) -> ThreadingHTTPServer:
                 body, status = getattr(runner, name)(**json.loads(self.rfile.read(length) or b"{}")), 200
             except Exception as error:
                 body, status = {"error": f"{type(error).__name__}: {error}"}, 400
+            self._reply(body, status)
+
+        def do_GET(self) -> None:
+            """The ECS task metadata endpoint (ECS_CONTAINER_METADATA_URI_V4) of the tasks."""
+            try:
+                body, status = runner.metadata(self.path), 200
+            except KeyError as error:
+                body, status = {"error": str(error)}, 404
+            self._reply(body, status)
+
+        def _reply(self, body: dict, status: int) -> None:
             data = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -69,6 +81,7 @@ def main() -> None:
     _, port = server.get_host_and_port()
     runner.endpoint_url = f"http://127.0.0.1:{port}"
     control = control_server(runner)
+    runner.metadata_url = f"http://127.0.0.1:{control.server_address[1]}"
     print(f"PORT {port}", flush=True)
     print(f"CONTROL {control.server_address[1]}", flush=True)
     signal.sigwait(stop_signals)

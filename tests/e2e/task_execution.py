@@ -80,6 +80,33 @@ def lifecycle_probe(record: str, hold: str = "") -> int:
 '''
 PROBE_DEPLOYMENT = "lifecycle-probe/lifecycle-probe-{env}"
 
+# In a project with Dask, a flow whose task fails on the flow's own Dask cluster
+# (a worker raises ZeroDivisionError), written as the primes flow is: Prefect
+# loads a flow's file as a top-level module, sent by value like the package.
+DASK_FAILURE_FLOW = '''\
+"""Dask failure probe of the end-to-end tests: a task fails on the flow run's Dask cluster."""
+
+import sys
+
+import cloudpickle
+from prefect import flow, task
+
+from {package}.dask_cluster import task_runner
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+@task
+def divide(number: int) -> float:
+    return 1 / number
+
+
+@flow(name="dask-failure-probe", task_runner=task_runner())
+def dask_failure_probe() -> float:
+    return divide.submit(0).result()
+'''
+DASK_FAILURE_DEPLOYMENT = "dask-failure-probe/dask-failure-probe-{env}"
+
 
 @dataclass
 class ExecutingStack:
@@ -194,8 +221,12 @@ def prepare(stacks: Stacks, name: str, scratch: Path) -> ExecutingStack:
         side = stack.prefect = PrefectProject(stack.project, env, prefect, stack.server)
         side.create_work_pool()
     package = stack.project.answers["package_name"]
-    (side.root / "src" / package / "flows" / "lifecycle_probe.py").write_text(PROBE_FLOW)
-    side.deploy(edit=lambda config: add_probe_deployment(config, package))
+    flows = side.root / "src" / package / "flows"
+    (flows / "lifecycle_probe.py").write_text(PROBE_FLOW)
+    dask = bool(stack.project.answers.get("dask_cluster"))
+    if dask:
+        (flows / "dask_failure_probe.py").write_text(DASK_FAILURE_FLOW.format(package=package))
+    side.deploy(edit=lambda config: add_probe_deployment(config, package, dask=dask))
     if first:
         side.create_automations()
     store_prefect_secrets(stack)
@@ -213,15 +244,19 @@ def store_prefect_secrets(stack: EmulatedStack) -> None:
         secrets.put_secret_value(SecretId=outputs["prefect_secret_arn"], SecretString=value)
 
 
-def add_probe_deployment(config: dict[str, Any], package: str) -> None:
-    """The probe, deployed like the project's etl-daily deployment (same pool, image, tags, pull steps)."""
+def add_probe_deployment(config: dict[str, Any], package: str, *, dask: bool = False) -> None:
+    """The probes, deployed like the project's etl-daily deployment (same pool, image, tags, pull steps)."""
     etl = next(d for d in config["deployments"] if d["name"].startswith("etl-daily-"))
-    probe = copy.deepcopy(etl)
-    probe.pop("schedules", None)
-    probe.update(
-        name="lifecycle-probe-{{ $DEPLOY_ENV }}",
-        description="End-to-end lifecycle probe.",
-        entrypoint=f"src/{package}/flows/lifecycle_probe.py:lifecycle_probe",
-        parameters={},
-    )
-    config["deployments"].append(probe)
+    probes = [("lifecycle-probe", "lifecycle_probe", "End-to-end lifecycle probe.")]
+    if dask:
+        probes.append(("dask-failure-probe", "dask_failure_probe", "End-to-end Dask failure probe."))
+    for name, module, description in probes:
+        probe = copy.deepcopy(etl)
+        probe.pop("schedules", None)
+        probe.update(
+            name=f"{name}-{{{{ $DEPLOY_ENV }}}}",
+            description=description,
+            entrypoint=f"src/{package}/flows/{module}.py:{module}",
+            parameters={},
+        )
+        config["deployments"].append(probe)

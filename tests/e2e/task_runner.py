@@ -82,6 +82,7 @@ class TaskRunner:
         self.workdir = workdir
         self.config: dict[str, Any] | None = None
         self.endpoint_url = ""
+        self.metadata_url = ""  # the task metadata endpoint (the launcher's control server)
         self.tasks: dict[str, RunningTask] = {}
         self.unavailable: set[str] = set()
         self.lock = threading.RLock()
@@ -134,6 +135,17 @@ class TaskRunner:
                 for c in running.containers
             },
         }
+
+    def metadata(self, path: str) -> dict[str, Any]:
+        """The task metadata endpoint v4: /v4/<task id>/<container> and .../task, as the agent serves them."""
+        parts = path.strip("/").split("/")
+        if len(parts) not in (3, 4) or parts[0] != "v4" or parts[3:] not in ([], ["task"]):
+            raise KeyError(f"no metadata at {path}")
+        running = self.find(parts[1])
+        if parts[3:] == ["task"]:
+            return task_metadata(running)
+        [container] = [c for c in running.task.containers if c.name == parts[2]]
+        return container_metadata(running, container)
 
     def find(self, task_arn: str) -> RunningTask:
         with self.lock:
@@ -254,7 +266,7 @@ class TaskRunner:
             "HOSTNAME": running.address,
             "AWS_REGION": running.task.region_name,
             "AWS_DEFAULT_REGION": running.task.region_name,
-            "ECS_CONTAINER_METADATA_URI_V4": f"{self.endpoint_url}/emulated-metadata/{running.task.id}",
+            "ECS_CONTAINER_METADATA_URI_V4": f"{self.metadata_url}/v4/{running.task.id}/{name}",
         }
         env["PATH"] = f"{config['python_bin']}:{env.get('PATH', '/usr/local/bin:/usr/bin:/bin')}"
         env.update({item["name"]: item["value"] for item in definition.get("environment") or []})
@@ -422,6 +434,54 @@ def task_state_detail(running: RunningTask) -> dict[str, Any]:
             }
         )
     return {key: value for key, value in detail.items() if value is not None}
+
+
+def container_metadata(running: RunningTask, container: Any) -> dict[str, Any]:
+    """A container's JSON of the task metadata endpoint v4 (the fields a consumer reads)."""
+    task = running.task
+    return {
+        "DockerId": f"{task.id}-{container.name}",
+        "Name": container.name,
+        "DockerName": f"ecs-{container.name}",
+        "Image": container.image,
+        "Labels": {
+            "com.amazonaws.ecs.cluster": task.cluster_arn,
+            "com.amazonaws.ecs.container-name": container.name,
+            "com.amazonaws.ecs.task-arn": task.task_arn,
+            "com.amazonaws.ecs.task-definition-family": _family(task),
+        },
+        "DesiredStatus": "STOPPED" if task.desired_status == "STOPPED" else "RUNNING",
+        "KnownStatus": container.last_status,
+        "Type": "NORMAL",
+        "ContainerARN": container.container_arn,
+        "Networks": [
+            {
+                "NetworkMode": "awsvpc",
+                "IPv4Addresses": [running.address],
+                "PrivateDNSName": running.address,
+            }
+        ],
+    }
+
+
+def task_metadata(running: RunningTask) -> dict[str, Any]:
+    """The task's JSON of the task metadata endpoint v4 (`${ECS_CONTAINER_METADATA_URI_V4}/task`)."""
+    task = running.task
+    return {
+        "Cluster": task.cluster_arn,
+        "TaskARN": task.task_arn,
+        "Family": _family(task),
+        "Revision": task.task_definition_arn.rsplit(":", 1)[-1],
+        "DesiredStatus": task.desired_status,
+        "KnownStatus": task.emulated_status,
+        "LaunchType": task.launch_type or "FARGATE",
+        "AvailabilityZone": f"{task.region_name}a",
+        "Containers": [container_metadata(running, c) for c in task.containers],
+    }
+
+
+def _family(task: Any) -> str:
+    return task.task_definition_arn.rsplit("/", 1)[-1].rsplit(":", 1)[0]
 
 
 def _image_of(config: dict[str, Any], image: str) -> dict[str, Any]:

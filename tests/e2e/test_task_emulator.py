@@ -26,6 +26,12 @@ print("env", os.environ.get("GREETING"), os.environ.get("API_KEY"), os.getcwd(),
 print("pid", os.getpid(), "parent", os.getppid(), flush=True)
 if os.environ.get("IGNORE_SIGTERM"):
     signal.signal(signal.SIGTERM, lambda *_: print("ignored SIGTERM", flush=True))
+if os.environ.get("READ_METADATA"):
+    import json, urllib.request
+    base = os.environ["ECS_CONTAINER_METADATA_URI_V4"]
+    container = json.load(urllib.request.urlopen(base))
+    task = json.load(urllib.request.urlopen(base + "/task"))
+    print("metadata", container["Image"], container["Name"], task["TaskARN"], task["Family"], flush=True)
 time.sleep(float(os.environ.get("SLEEP", "0")))
 sys.exit(int(os.environ.get("EXIT", "0")))
 """
@@ -191,6 +197,16 @@ def test_tasks_get_their_own_loopback_address(account: Account) -> None:
         account.stopped(arn)
     assert all(address.startswith("127.") for address in addresses), addresses
     assert len(set(addresses)) == 2, addresses
+
+
+def test_a_container_reads_its_task_metadata_endpoint(account: Account) -> None:
+    definition = account.register()
+    (task,) = account.run(definition, READ_METADATA="1")["tasks"]
+    stopped = account.stopped(task["taskArn"])
+    output = account.output(task["taskArn"])
+    # ECS_CONTAINER_METADATA_URI_V4 (the container) and its /task, as the ECS agent serves them.
+    assert f"metadata {REPOSITORY}:v1 probe {task['taskArn']} probe" in output, output
+    assert [c["exitCode"] for c in stopped["containers"]] == [0], output
 
 
 def test_stop_task_sends_sigterm_through_tini_and_is_user_initiated(account: Account) -> None:

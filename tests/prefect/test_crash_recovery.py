@@ -100,7 +100,6 @@ def test_recovery_is_rendered_only_when_crashes_are_retried(project: Path):
     module = recovery_module(project)
     assert answers["crash_retries"] == module.CRASH_RETRIES
     assert answers.get("spot_fallback_after", 1) == module.SPOT_FALLBACK_AFTER
-    assert timedelta(minutes=answers.get("pending_timeout_minutes", 10)) == module.PENDING_TIMEOUT
 
 
 @on_recovery_sets
@@ -134,28 +133,6 @@ def test_automation_is_scoped_to_the_project_and_environment(project: Path):
     assert action.type == "run-deployment" and action.deployment_id == handler_id
     assert action.parameters["environment"] == "prod"
     assert action.parameters["crashed_flow_run"]["template"] == "{{ event.resource.id }}"
-
-
-@on_recovery_sets
-def test_stuck_pending_automation_is_scoped_and_bounded(project: Path):
-    answers = answers_of(project)
-    module = recovery_module(project)
-    stuck = module.stuck_automation("prod")
-    assert stuck.name == f"{answers['project_slug']}-prod-stuck-pending"
-    trigger = stuck.trigger
-    assert trigger.posture == "Proactive" and trigger.within == timedelta(
-        minutes=answers["pending_timeout_minutes"]
-    )
-    assert trigger.after == {"prefect.flow-run.Pending"} and trigger.for_each == {"prefect.resource.id"}
-    # Submitting is the worker's own step inside a submission: it must not end the wait.
-    assert (
-        "prefect.flow-run.Running" in trigger.expect and "prefect.flow-run.Submitting" not in trigger.expect
-    )
-    assert sorted(spec.root["prefect.resource.id"] for spec in trigger.match_related) == sorted(
-        f"prefect.tag.{tag}" for tag in (SPOT_TAG, f"project:{answers['project_slug']}", "env:prod")
-    )
-    (action,) = stuck.actions
-    assert action.type == "change-flow-run-state" and action.state == StateType.CRASHED
 
 
 OPERATOR_STOP = "Task stopped by user"
@@ -517,13 +494,11 @@ def _deploy(
     _prefect(env, "--no-prompt", "deploy", "--all", "--prefect-file", str(prefect_file), cwd=root)
 
 
-def _install(server: Server, project: Path, environment: str, *flags: str) -> str:
+def _install(server: Server, project: Path, environment: str) -> str:
     """What `make automation ENV=<environment>` runs."""
     package = answers_of(project)["package_name"]
     env = server.env | {"PYTHONPATH": str(project / "src")}
-    return _run(
-        env, sys.executable, "-m", f"{package}.crash_recovery", environment, *flags, cwd=project
-    ).stdout
+    return _run(env, sys.executable, "-m", f"{package}.crash_recovery", environment, cwd=project).stdout
 
 
 def _handler_deployment(project: Path, environment: str) -> dict:
@@ -747,68 +722,6 @@ def test_stop_codes_decide_on_a_real_server(render, server: Server):
         strategy = client.read_flow_run(interrupted.id).job_variables["capacity_provider_strategy"]
         assert strategy == ON_DEMAND
         for run in (out_of_memory, interrupted):
-            client.set_flow_run_state(run.id, Cancelled(message="test over"), force=True)
-
-
-PENDING_TIMEOUT_SECONDS = 15
-
-
-@pytest.mark.prefect_server
-def test_stuck_pending_run_is_crashed_and_recovered(render, server: Server):
-    """A worker that died mid-submission leaves its run Pending (Prefect #20485): crashed in time, re-run.
-
-    The bound is the pending_timeout_minutes answer; `--pending-timeout-seconds` lets this
-    test wait seconds. A run that reaches Running within the bound is left alone.
-    """
-    project = render({"project_slug": "stuck-pending"})
-    answers = answers_of(project)
-    slug, environment = answers["project_slug"], "dev"
-    module = recovery_module(project)
-    assert timedelta(minutes=answers["pending_timeout_minutes"]) == module.PENDING_TIMEOUT
-    flows = server.workdir / "flows-stuck-pending"
-    flows.mkdir()
-    (flows / "sleepy.py").write_text(SLEEPY_FLOW)
-    tags = [f"project:{slug}", f"env:{environment}", SPOT_TAG]
-    sleepy = {"entrypoint": "sleepy.py:sleepy", "parameters": {"marker_dir": str(flows)}}
-    _deploy(
-        server,
-        flows,
-        f"{slug}-flows",
-        [{"name": f"runs-{slug}", "tags": tags, **sleepy, "work_pool": {"name": "ecs-nobody-polls"}}],
-    )
-    _deploy(server, project, f"{slug}-handler", [_handler_deployment(project, environment)])
-    timeout = ["--pending-timeout-seconds", str(PENDING_TIMEOUT_SECONDS)]
-    assert _install(server, project, environment, *timeout).splitlines() == [
-        f"Created automation {slug}-{environment}-crash-recovery",
-        f"Created automation {slug}-{environment}-stuck-pending",
-    ]
-    assert _install(server, project, environment, *timeout).splitlines()[1].startswith("Updated automation")
-    with server.client() as client:
-        assert len(client.read_automations_by_name(f"{slug}-{environment}-stuck-pending")) == 1
-        handler_id = client.read_deployment_by_name(f"crash-recovery/{slug}-{environment}").id
-        time.sleep(3)
-        deployment_id = client.read_deployment_by_name(f"sleepy/runs-{slug}").id
-        stuck, started = (client.create_flow_run_from_deployment(deployment_id) for _ in range(2))
-        pending_since = time.monotonic()
-        # The worker proposes Pending, then dies before RunTask: nothing moves the run on.
-        client.set_flow_run_state(stuck.id, Pending())
-        client.set_flow_run_state(started.id, Pending())
-        time.sleep(PENDING_TIMEOUT_SECONDS / 3)
-        client.set_flow_run_state(started.id, Running())
-
-        (outcome,) = _wait_for_handler(client, handler_id, stuck.id, 1)
-        crashed = [s for s in client.read_flow_run_states(stuck.id) if s.type == StateType.CRASHED]
-        assert len(crashed) == 1 and "Pending for" in crashed[0].message, crashed
-        waited = (crashed[0].timestamp - client.read_flow_run_states(stuck.id)[1].timestamp).total_seconds()
-        assert PENDING_TIMEOUT_SECONDS <= waited < PENDING_TIMEOUT_SECONDS + 30, waited
-        assert outcome.startswith(f"re-run 1 of {answers['crash_retries']}"), outcome
-        assert client.read_flow_run(stuck.id).state.type == StateType.SCHEDULED
-        assert time.monotonic() - pending_since < STEP_TIMEOUT
-        # Well past the bound, the run that started is still Running and was never handled.
-        time.sleep(max(0.0, pending_since + 2 * PENDING_TIMEOUT_SECONDS - time.monotonic()))
-        assert client.read_flow_run(started.id).state.type == StateType.RUNNING
-        assert _handler_runs(client, handler_id, started.id) == []
-        for run in (stuck, started):
             client.set_flow_run_state(run.id, Cancelled(message="test over"), force=True)
 
 

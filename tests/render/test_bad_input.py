@@ -113,8 +113,6 @@ BAD_ANSWERS: dict[str, tuple[str, dict]] = {
     "negative spot fallback": ("spot_fallback_after", {"spot_fallback_after": -1}),
     "spot fallback above 10": ("spot_fallback_after", {"spot_fallback_after": 11}),
     "spot fallback that is a word": ("spot_fallback_after", {"spot_fallback_after": "never"}),
-    "pending timeout below a task start": ("pending_timeout_minutes", {"pending_timeout_minutes": 2}),
-    "pending timeout above 3 hours": ("pending_timeout_minutes", {"pending_timeout_minutes": 181}),
     # Fargate sizes
     "worker cpu Fargate doesn't offer": ("worker_cpu", {"worker_cpu": 300}),
     "worker cpu given alone": ("worker_memory", {"worker_cpu": 1024}),

@@ -237,13 +237,12 @@ def test_flags_follow_the_answers() -> None:
 
 @pytest.mark.parametrize("answers", [{}, {"crash_retries": 0}, {"spot_weight": 0, "on_demand_base": 1}])
 def test_file_names_and_when_use_the_models_rule(render, answers: dict) -> None:
-    """The crash-recovery module and its answers exist exactly where the model says."""
+    """The crash-recovery module and the spot_fallback_after answer exist exactly where the model says."""
     project = render(answers)
     recorded = yaml.safe_load((project / ".copier-answers.yml").read_text())
     expected = model_of(answers).crash_recovery
     assert (project / "src" / recorded["package_name"] / "crash_recovery.py").is_file() == expected
     assert ("spot_fallback_after" in recorded) == expected
-    assert ("pending_timeout_minutes" in recorded) == expected
     assert "model" not in recorded
 
 

@@ -22,7 +22,6 @@ BAD_VALUES: dict[str, dict] = {
     "on_demand_base": {"on_demand_base": -3},
     "crash_retries": {"crash_retries": 11},
     "spot_fallback_after": {"spot_fallback_after": 11},
-    "pending_timeout_minutes": {"pending_timeout_minutes": 2},
     "worker_memory": {"worker_cpu": 256, "worker_memory": 4096},
     "flow_memory": {"flow_cpu": 4096, "flow_memory": 4096},
     "github_repository": {"github_repository": "just-a-name"},

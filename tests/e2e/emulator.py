@@ -160,6 +160,10 @@ class MotoServer:
         """RunTask on `provider` fails with "Capacity is unavailable at this time..." until made available."""
         self.control("set_capacity", provider=provider, available=available)
 
+    def stopped_as(self, task_arn: str, *, stop_code: str, reason: str) -> None:
+        """DescribeTasks reports a task that runs no process STOPPED with `stop_code` and `reason`."""
+        self.control("stopped_as", task_arn=task_arn, stop_code=stop_code, reason=reason)
+
     def kill_container(self, task_arn: str) -> None:
         """The platform SIGKILLs the task's containers, as an out-of-memory kill does (exit 137)."""
         self.control("kill_container", task_arn=task_arn)

@@ -29,6 +29,7 @@ CONTROLS = (
     "interrupt_as_spot",
     "kill_container",
     "emit_again",
+    "stopped_as",
     "describe_process",
 )
 

@@ -115,6 +115,19 @@ class TaskRunner:
             _signal(container.process.pid, signal.SIGKILL, group=False)
         return {"taskArn": running.task.task_arn}
 
+    def stopped_as(self, task_arn: str, stop_code: str, reason: str) -> dict[str, Any]:
+        """A task that runs no process (tests that fake its events) is STOPPED with ECS's stop code."""
+        from moto.ecs.models import ecs_backends
+
+        for regions in ecs_backends.values():
+            for backend in regions.values():
+                for tasks in backend.tasks.values():
+                    if (task := tasks.get(task_arn)) is not None:
+                        task.last_status = task.desired_status = "STOPPED"
+                        task.stop_code, task.stopped_reason = stop_code, reason
+                        return {"taskArn": task_arn}
+        raise KeyError(f"no task {task_arn}")
+
     def emit_again(self, task_arn: str) -> dict[str, Any]:
         """Deliver the task's last state-change event once more (a late or redelivered message)."""
         running = self.find(task_arn)

@@ -299,10 +299,15 @@ class PrefectProject:
     def stop_task(
         self, run_task_request: dict[str, Any], *, exit_code: int, stop_code: str, reason: str
     ) -> str:
-        """Emit the "ECS Task State Change" STOPPED event of the task `run_task_request` started."""
+        """Stop the task `run_task_request` started as ECS would, and emit its STOPPED event.
+
+        No process runs here: DescribeTasks then reports the task STOPPED with
+        `stop_code`, which is what crash recovery reads.
+        """
         region = self.project.region
         ecs = self.server.client("ecs", region)
         task_arn = run_task_request["startedTaskArns"][0]
+        self.server.stopped_as(task_arn, stop_code=stop_code, reason=reason)
         task = ecs.describe_tasks(cluster=run_task_request["cluster"], tasks=[task_arn], include=["TAGS"])[
             "tasks"
         ][0]

@@ -891,8 +891,11 @@ def test_makefile_guards_every_target_that_acts_on_an_environment(project: Path)
     assert 'export DEPLOY_ENV="$(ENV)"' in makefile
     workflow = project / ".github" / "workflows" / "deploy.yml"
     if workflow.is_file():
-        steps = yaml.safe_load(workflow.read_text())["jobs"]["deploy"]["steps"]
-        runs = [step.get("run", "") for step in steps]
-        deploy = next(i for i, run in enumerate(runs) if "prefect --no-prompt deploy" in run)
-        assert any("make check-api" in run for run in runs[:deploy])
-        assert any('echo "DEPLOY_ENV=$ENV"' in run for run in runs[:deploy])
+        jobs = yaml.safe_load(workflow.read_text())["jobs"]
+        deploy_jobs = [job for name, job in jobs.items() if name.startswith("deploy-")]
+        assert deploy_jobs, list(jobs)
+        for job in deploy_jobs:
+            runs = [step.get("run", "") for step in job["steps"]]
+            deploy = next(i for i, run in enumerate(runs) if "prefect --no-prompt deploy" in run)
+            assert any("make check-api" in run for run in runs[:deploy])
+            assert any('echo "DEPLOY_ENV=$ENV"' in run for run in runs[:deploy])

@@ -518,7 +518,23 @@ def _crashed_count(client: SyncPrefectClient, run_id: uuid.UUID) -> int:
     return sum(state.type == StateType.CRASHED for state in client.read_flow_run_states(run_id))
 
 
-def _wait_for_handler(client, handler_id, run_id, count: int) -> list:
+def _story(server: Server, client: SyncPrefectClient, handler_id: uuid.UUID, run_id: uuid.UUID) -> str:
+    """What a timed-out wait saw: the run's states, its handler runs' states, the server's errors."""
+
+    def states(flow_run_id) -> str:
+        return ", ".join(
+            f"{state.name} {state.timestamp:%H:%M:%S} {(state.message or '')[:80]!r}"
+            for state in client.read_flow_run_states(flow_run_id)
+        )
+
+    lines = [f"run {run_id}: {states(run_id)}"]
+    lines += [f"handler run {run.id}: {states(run.id)}" for run in _handler_runs(client, handler_id, run_id)]
+    server_log = (server.workdir / "server" / "server.log").read_text(errors="replace").splitlines()
+    lines += [line for line in server_log if "ERROR" in line or "locked" in line][-20:]
+    return "\n".join(lines)
+
+
+def _wait_for_handler(server: Server, client, handler_id, run_id, count: int) -> list:
     """Wait until `count` handler runs for `run_id` have finished; returns their results."""
 
     def finished():
@@ -526,7 +542,10 @@ def _wait_for_handler(client, handler_id, run_id, count: int) -> list:
         done = [run for run in runs if run.state and run.state.is_final()]
         return done if len(done) >= count else None
 
-    done = _wait_for(finished, STEP_TIMEOUT, f"{count} crash-recovery run(s) for {run_id}")
+    try:
+        done = _wait_for(finished, STEP_TIMEOUT, f"{count} crash-recovery run(s) for {run_id}")
+    except AssertionError as timeout:
+        raise AssertionError(f"{timeout}\n{_story(server, client, handler_id, run_id)}") from None
     assert all(run.state.type == StateType.COMPLETED for run in done), [run.state for run in done]
     return [run.state.message for run in sorted(done, key=lambda run: run.expected_start_time)]
 
@@ -629,7 +648,7 @@ def test_crash_recovery_on_a_real_server(render, server: Server, name: str):
             client.update_flow_run(spot_run.id, infrastructure_pid=interrupted)
             os.kill(int(marker.read_text()), signal.SIGTERM)
             for run, spot_crashes in ((refused, attempt), (image_missing, 0), (spot_run, attempt)):
-                outcomes = _wait_for_handler(client, handler_id, run.id, attempt)
+                outcomes = _wait_for_handler(server, client, handler_id, run.id, attempt)
                 if attempt > retries:
                     assert outcomes[-1].startswith("left Crashed"), outcomes
                     continue
@@ -707,12 +726,12 @@ def test_stop_codes_decide_on_a_real_server(render, server: Server):
         spot_task = server.ecs.stopped("SpotInterruption", "Your Spot Task was interrupted.")
         _crash_while_running(client, interrupted.id, SIGTERM_CRASH, spot_task)
 
-        (outcome,) = _wait_for_handler(client, handler_id, stopped.id, 1)
+        (outcome,) = _wait_for_handler(server, client, handler_id, stopped.id, 1)
         assert outcome.startswith("left Crashed") and "UserInitiated" in outcome, outcome
-        (outcome,) = _wait_for_handler(client, handler_id, out_of_memory.id, 1)
+        (outcome,) = _wait_for_handler(server, client, handler_id, out_of_memory.id, 1)
         assert "cause other than Spot (stop code EssentialContainerExited" in outcome, outcome
         assert "the deployment's capacity providers" in outcome, outcome
-        (outcome,) = _wait_for_handler(client, handler_id, interrupted.id, 1)
+        (outcome,) = _wait_for_handler(server, client, handler_id, interrupted.id, 1)
         assert "by Spot (stop code SpotInterruption" in outcome and "on-demand FARGATE" in outcome, outcome
         time.sleep(GRACE)
         assert client.read_flow_run(stopped.id).state.type == StateType.CRASHED

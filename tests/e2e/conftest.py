@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -17,6 +18,8 @@ from task_execution import ExecutingStack, execution_unavailable, prepare
 LAST = "test_destroy_leaves_nothing"
 
 
+# tryfirst: xdist's loadgroup reads the xdist_group markers in its own hook.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # A stack's emulator executes tasks from its first `executing_stack` on, for
     # good: the tests that need moto's own tasks (nothing runs) go before.
@@ -26,6 +29,28 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             "executing_stack" in getattr(item, "fixturenames", ()),
         )
     )
+    for item in items:
+        group = _own_group(item)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+def _own_group(item: pytest.Item) -> str | None:
+    """The e2e tests of one stack (or one module's own emulator) run in order on one worker,
+    and beside the other stacks' on other workers: most of their time is spent waiting."""
+    marker = item.get_closest_marker("xdist_group")
+    if marker is None or marker.args != ("e2e",):
+        return None
+    callspec = getattr(item, "callspec", None)
+    name = callspec.params.get("name") if callspec else None
+    if name in BROKEN_RENDERS:
+        return "e2e-broken-renders"
+    if name is not None and ANSWER_SETS[name].get("dask_cluster"):
+        # Its Dask tasks listen on the Dask module's fixed ports, as tests/project/test_dask_commands.py's do.
+        return "e2e-dask-ports"
+    if name is not None:
+        return f"e2e-{name}"
+    return f"e2e-{item.module.__name__}"
 
 
 @pytest.fixture(scope="session")
@@ -48,15 +73,16 @@ def _selected_names(session: pytest.Session) -> set[str]:
 
 @pytest.fixture(scope="session")
 def stacks(request, render, tf_env, tmp_path_factory) -> Iterator[Stacks]:
-    """Every emulated deployment the selected tests need, started together on first use."""
+    """Every emulated deployment the selected tests need, each rendered and started on first use."""
     selected = _selected_names(request.session)
     registry = Stacks(tmp_path_factory.mktemp("e2e"), tf_env)
     for name in E2E_ANSWER_SETS:
         if name in selected:
-            registry.add(name, render(ANSWER_SETS[name]))
+            registry.add(name, functools.partial(render, ANSWER_SETS[name]))
     for name, (answer_set, edit, _) in BROKEN_RENDERS.items():
         if name in selected:
-            registry.add(f"broken-{name}", render(ANSWER_SETS[answer_set]), edit, keep=True)
+            broken = functools.partial(render, ANSWER_SETS[answer_set])
+            registry.add(f"broken-{name}", broken, edit, keep=True)
     try:
         yield registry
     finally:

@@ -1,10 +1,10 @@
-"""Run several emulated deployments at once, so the slow Terraform phases overlap.
+"""The emulated deployments of a test session, each started on first use.
 
 Terraform against moto mostly waits (the AWS provider polls for eventual
-consistency: 25 s for an SQS queue policy, 10 s for an ECS cluster ...), so
-the answer sets' `apply` phases run in parallel threads, as do their
-`destroy` phases; the Prefect phases, which share one Prefect server, run one
-after another in the tests.
+consistency: 25 s for an SQS queue policy, 10 s for an ECS cluster ...). Each
+answer set's tests are an xdist group of their own (tests/e2e/conftest.py), so
+the stacks' applies, scenarios and destroys overlap on different workers; a
+stack's environments apply and destroy in parallel threads.
 """
 
 from __future__ import annotations
@@ -108,12 +108,12 @@ def parallel(action: Callable[[str], Any], names: list[str]) -> dict[str, Any]:
 
 
 class Stacks:
-    """The emulated deployments of a test session, started together on first use."""
+    """The emulated deployments of a test session (of one xdist worker), each started on first use."""
 
     def __init__(self, workdir: Path, tf_env: dict[str, str]):
         self.workdir = workdir
         self.tf_env = tf_env
-        self.rendered: dict[str, tuple[Path, Callable[[Path], None] | None]] = {}
+        self.rendered: dict[str, tuple[Callable[[], Path], Callable[[Path], None] | None]] = {}
         self.stacks: dict[str, EmulatedStack] = {}
         self.applied: dict[str, Future] = {}
         self.destroyed: dict[str, Future] = {}
@@ -126,26 +126,31 @@ class Stacks:
         self._prefect_servers: dict[str, Future] = {}
 
     def add(
-        self, name: str, rendered: Path, edit: Callable[[Path], None] | None = None, *, keep: bool = False
+        self,
+        name: str,
+        render: Callable[[], Path],
+        edit: Callable[[Path], None] | None = None,
+        *,
+        keep: bool = False,
     ) -> None:
-        """Register a rendered project; `edit` may change the copy before anything runs (broken renders)."""
-        self.rendered[name] = (rendered, edit)
+        """Register a project, rendered on first use; `edit` may change the copy first (broken renders)."""
+        self.rendered[name] = (render, edit)
         if keep:
             self.kept.add(name)
 
-    def _start(self) -> None:
-        for name, (rendered, edit) in self.rendered.items():
-            if name in self.stacks:
-                continue
-            workdir = self.workdir / name
-            moto = emulator.MotoServer(workdir / "moto").start()
-            project = EmulatedProject(rendered, workdir, moto, self.tf_env)
-            if edit is not None:
-                edit(project.project)
-            stack = self.stacks[name] = EmulatedStack(name=name, project=project, server=moto)
-            self.applied[name] = self.pool.submit(stack.apply)
-            if name not in self.kept:
-                self._start_prefect_server(name)
+    def _start(self, name: str) -> None:
+        if name in self.stacks:
+            return
+        render, edit = self.rendered[name]
+        workdir = self.workdir / name
+        moto = emulator.MotoServer(workdir / "moto").start()
+        project = EmulatedProject(render(), workdir, moto, self.tf_env)
+        if edit is not None:
+            edit(project.project)
+        stack = self.stacks[name] = EmulatedStack(name=name, project=project, server=moto)
+        self.applied[name] = self.pool.submit(stack.apply)
+        if name not in self.kept:
+            self._start_prefect_server(name)
 
     def _start_prefect_server(self, name: str) -> Future:
         if name not in self._prefect_servers:
@@ -155,30 +160,27 @@ class Stacks:
 
     def applied_stack(self, name: str) -> EmulatedStack:
         """The stack `name` once apply and plan succeeded (raises their StepFailed otherwise)."""
-        self._start()
+        self._start(name)
         self.applied[name].result()
         return self.stacks[name]
 
     def stack(self, name: str) -> EmulatedStack:
-        self._start()
+        self._start(name)
         return self.stacks[name]
 
     def prefect_server(self, name: str) -> PrefectServer:
         """The Prefect server (workspace) of project `name`."""
-        self._start()
+        self._start(name)
         return self._start_prefect_server(name).result()
 
     def destroy(self, name: str) -> set[str]:
-        """Start every applied stack's destroy (in parallel); wait for `name`'s, return its leftovers.
+        """Destroy the applied stack `name`; return its leftovers.
 
         Stacks registered with `keep=True` (broken renders) are not destroyed: their
         emulator just stops at the end of the session.
         """
-        for other, stack in self.stacks.items():
-            if other in self.kept or other in self.destroyed:
-                continue
-            if _succeeded(self.applied[other]):
-                self.destroyed[other] = self.pool.submit(stack.destroy)
+        if name not in self.destroyed:
+            self.destroyed[name] = self.pool.submit(self.stacks[name].destroy)
         return self.destroyed[name].result()
 
     def close(self) -> None:
@@ -190,11 +192,3 @@ class Stacks:
         for server in self._prefect_servers.values():
             if server.done() and not server.exception():
                 server.result().stop()
-
-
-def _succeeded(future: Future) -> bool:
-    try:
-        future.result()
-    except Exception:
-        return False
-    return True

@@ -35,8 +35,9 @@ from support.answer_sets import ANSWER_SETS
 from support.hcl import load_module
 
 # The commands listen on the dask module's fixed ports on every interface, as
-# the e2e Dask scenario's do: never both at once.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
+# the e2e Dask scenarios' do: never both at once (tests/e2e/conftest.py puts
+# the stacks with a Dask cluster in this group).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e-dask-ports")]
 
 REGION = "us-east-1"
 DASK_PORTS = ("scheduler", "dashboard", "worker", "nanny")

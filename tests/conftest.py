@@ -41,6 +41,15 @@ NOT_QUICK_MODULES = {
 }
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """`-n auto`: a worker per core for `-m quick` (all CPU); twice that for the whole
+    suite, whose emulator and Prefect-server tests spend most of their time waiting."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None  # xdist's own hook reads it
+    cores = len(os.sched_getaffinity(0))
+    return cores if "quick" in (config.getoption("markexpr") or "") else 2 * cores
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.name in NOT_QUICK_MODULES or any(

@@ -85,9 +85,13 @@ def _all_stopped(executing: ExecutingStack, arns: list[str]) -> list[dict[str, A
 
 
 def _assert_cluster_ran_and_stopped(executing: ExecutingStack, dask_tasks: dict[str, str]) -> None:
-    """A scheduler and a worker ran their real commands, connected, and are STOPPED now."""
+    """A scheduler and a worker ran their real commands, connected, and are STOPPED now;
+    their task definitions, registered by the cluster, are deregistered."""
     assert sorted(set(dask_tasks.values())) == list(DASK_CONTAINERS), dask_tasks
+    ecs = executing.server.client("ecs", executing.region)
     for task in _all_stopped(executing, list(dask_tasks)):
+        definition = ecs.describe_task_definition(taskDefinition=task["taskDefinitionArn"])["taskDefinition"]
+        assert definition["status"] == "INACTIVE", f"{task['taskDefinitionArn']} is still registered"
         log = _logs(executing, task["taskArn"])
         if dask_tasks[task["taskArn"]] == "dask-scheduler":
             assert "Scheduler at:" in log, log

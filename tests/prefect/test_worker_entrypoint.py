@@ -10,6 +10,11 @@ The test runs that command, as Terraform writes it, against a local Prefect
 server and moto (ECS and the observer's SQS queue), sends the "ECS Task State
 Change" events ECS would, and reads the run's state. The same events through
 the upstream `prefect worker start` show the defect.
+
+The same command also marks runs of its pool Crashed that have been Pending for
+over STUCK_PENDING_MINUTES (Prefect #20485: a worker that dies between
+proposing Pending and RunTask leaves its run Pending forever); the stack's
+stuck_pending_minutes sets it.
 """
 
 from __future__ import annotations
@@ -28,10 +33,13 @@ from pathlib import Path
 import pytest
 from prefect import flow
 from prefect.client.orchestration import SyncPrefectClient
+from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.client.schemas.objects import StateType
 from prefect.states import Pending, Running
 from support.ecs_tasks import EcsTasks, aws_client, moto_in_process
+from support.hcl import parse_file, unquote_tree
 from support.prefect_local import PREFECT, PrefectServer, free_port
+from support.terraform import env_roots, run_terraform
 
 TIMEOUT = 120
 ENTRYPOINT = Path("infra/modules/worker/worker_entrypoint.py")
@@ -167,11 +175,15 @@ def _wait_for(condition: Callable[[], object], what: str) -> object:
     return value
 
 
-def _start_worker(stack: Stack, command: list[str], log: Path) -> subprocess.Popen:
-    env = stack.env | {
-        "PREFECT_INTEGRATIONS_AWS_ECS_OBSERVER_SQS_QUEUE_NAME": stack.queue_name,
-        "PREFECT_WORKER_WEBSERVER_PORT": str(free_port()),
-    }
+def _start_worker(stack: Stack, command: list[str], log: Path, **extra_env: str) -> subprocess.Popen:
+    env = (
+        stack.env
+        | extra_env
+        | {
+            "PREFECT_INTEGRATIONS_AWS_ECS_OBSERVER_SQS_QUEUE_NAME": stack.queue_name,
+            "PREFECT_WORKER_WEBSERVER_PORT": str(free_port()),
+        }
+    )
     return subprocess.Popen(
         command,
         env=env,
@@ -223,6 +235,111 @@ def test_late_stopped_event_of_an_earlier_task(render, stack: Stack, worker: str
                 lambda: client.read_flow_run(run.id).state.type == StateType.CRASHED,
                 f"the current task's STOPPED event to crash the run ({log})",
             )
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+
+
+def test_stack_sets_the_stuck_pending_bound_of_the_worker_container(render):
+    """stuck_pending_minutes: each environment's tfvars, through the stack, to the container's env."""
+    project = render({})
+    infra = project / "infra"
+    stack_variables = [infra / "stack/variables.tf"]
+    for env_root in env_roots(project):
+        assert "\nstuck_pending_minutes = 10\n" in (env_root / "terraform.tfvars").read_text(), env_root
+        (stack_call,) = unquote_tree(parse_file(env_root / "main.tf")["module"])
+        assert stack_call["stack"]["stuck_pending_minutes"] == "${var.stuck_pending_minutes}", env_root
+        stack_variables.append(env_root / "variables.tf")
+    for path in stack_variables:
+        variables = {
+            name: body for block in unquote_tree(parse_file(path)["variable"]) for name, body in block.items()
+        }
+        assert variables["stuck_pending_minutes"]["default"] == 10, path
+    calls = unquote_tree(parse_file(infra / "stack/main.tf")["module"])
+    (worker_call,) = [call["worker"] for call in calls if "worker" in call]
+    assert worker_call["stuck_pending_minutes"] == "${var.stuck_pending_minutes}"
+    main = (infra / "modules/worker/main.tf").read_text()
+    assert '{ name = "STUCK_PENDING_MINUTES", value = tostring(var.stuck_pending_minutes) },' in main
+    assert 'os.environ.get("STUCK_PENDING_MINUTES", "10")' in (project / ENTRYPOINT).read_text()
+
+
+@pytest.mark.terraform
+@pytest.mark.parametrize(("minutes", "accepted"), [(2, False), (3, True), (180, True), (181, False)])
+def test_stuck_pending_minutes_is_validated(
+    render, terraform_bin: str, tmp_path: Path, minutes: int, accepted: bool
+):
+    """The stack's variable block, planned on its own: 3 to 180 minutes pass, 2 and 181 fail by name."""
+    text = (render({}) / "infra/stack/variables.tf").read_text()
+    (block,) = re.findall(
+        r'^variable "stuck_pending_minutes" \{$.*?^\}$', text, flags=re.MULTILINE | re.DOTALL
+    )
+    (tmp_path / "main.tf").write_text(block + "\n")
+    plan = ["plan", "-input=false", f"-var=stuck_pending_minutes={minutes}"]
+    result = run_terraform(plan, cwd=tmp_path, env=None, check=False)
+    assert (result.returncode == 0) == accepted, result.stderr
+    if not accepted:
+        assert "stuck_pending_minutes must be from 3 to 180" in result.stderr, result.stderr
+
+
+STUCK_AFTER_SECONDS = 15
+
+
+@pytest.mark.prefect_server
+def test_worker_crashes_runs_of_its_pool_pending_past_the_bound(render, stack: Stack):
+    """A run Pending past STUCK_PENDING_MINUTES turns Crashed; young, Running and other pools' runs do not.
+
+    With a 15 s bound the sweeper checks every 7.5 s. The young run is created
+    10 s after the old one, so the sweep that crashes the old one (old run
+    Pending 15 to 22.5 s) sees it Pending 5 to 12.5 s, and the next sweep comes
+    7.5 s later: its state is read in between.
+    """
+    source = (render({}) / ENTRYPOINT).read_text()
+    pool = f"stuck-{uuid.uuid4().hex[:8]}"
+    command = [sys.executable, "-c", source, "worker", "start", "--type", "ecs", "--pool", pool]
+    with stack.client() as client:
+        flow_id = client.create_flow(_guarded_run)
+        deployments = {}
+        for name in (pool, f"other-{pool}"):
+            client.create_work_pool(WorkPoolCreate(name=name, type="ecs"))
+            deployments[name] = client.create_deployment(flow_id, name, work_pool_name=name)
+
+        def pending_run(pool_name: str):
+            return client.create_flow_run_from_deployment(deployments[pool_name], state=Pending())
+
+        log = stack.workdir / f"worker-{pool}.log"
+        stack.new_queue()
+        process = _start_worker(stack, command, log, STUCK_PENDING_MINUTES=str(STUCK_AFTER_SECONDS / 60))
+        try:
+            _wait_for(lambda: "checking every 7.5 s" in log.read_text(), f"the sweeper to start ({log})")
+            old = pending_run(pool)
+            other_pool = pending_run(f"other-{pool}")
+            running = pending_run(pool)
+            client.set_flow_run_state(running.id, Running())
+            time.sleep(10)
+            young = pending_run(pool)
+
+            state = _wait_for(
+                lambda: (s := client.read_flow_run(old.id).state).type == StateType.CRASHED and s,
+                f"the sweeper to crash the run Pending for over {STUCK_AFTER_SECONDS} s ({log})",
+            )
+            states = {
+                name: client.read_flow_run(run.id).state
+                for name, run in [("young", young), ("running", running), ("other pool", other_pool)]
+            }
+            assert states["young"].type == StateType.PENDING, (states, log.read_text())
+            assert states["running"].type == StateType.RUNNING, (states, log.read_text())
+            assert states["other pool"].type == StateType.PENDING, (states, log.read_text())
+            assert state.message == (
+                "Pending for over 0.25 min: the worker that submitted it stopped before its task "
+                "started (Prefect #20485)"
+            )
+            pending = client.read_flow_run_states(old.id)[-2]
+            assert pending.type == StateType.PENDING
+            assert (state.timestamp - pending.timestamp).total_seconds() >= STUCK_AFTER_SECONDS
         finally:
             process.terminate()
             try:

@@ -114,6 +114,11 @@ variable "egress_rules" {
   }
 }
 
+variable "stuck_pending_minutes" {
+  description = "Minutes a flow run of the pool may stay Pending before the worker marks it Crashed: the worker that submitted it died before its task started (Prefect #20485)."
+  type        = number
+}
+
 variable "alarm_evaluation_minutes" {
   description = "Minutes without a running worker task before the worker-not-running alarm fires (deployments replace the task within a few minutes)."
   type        = number

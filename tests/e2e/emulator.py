@@ -160,6 +160,10 @@ class MotoServer:
         """RunTask on `provider` fails with "Capacity is unavailable at this time..." until made available."""
         self.control("set_capacity", provider=provider, available=available)
 
+    def hold_run_tasks(self, hold: bool) -> int:
+        """While on, RunTasks wait; off, the waiting ones fail and start nothing. Returns how many waited."""
+        return self.control("hold_run_tasks", hold=hold)["held"]
+
     def stopped_as(self, task_arn: str, *, stop_code: str, reason: str) -> None:
         """DescribeTasks reports a task that runs no process STOPPED with `stop_code` and `reason`."""
         self.control("stopped_as", task_arn=task_arn, stop_code=stop_code, reason=reason)

@@ -26,6 +26,7 @@ from task_runner import TaskRunner
 CONTROLS = (
     "configure",
     "set_capacity",
+    "hold_run_tasks",
     "interrupt_as_spot",
     "kill_container",
     "emit_again",

@@ -206,6 +206,8 @@ def _execute_tasks(runner: TaskRunner) -> None:
         strategy = self._get_param("capacityProviderStrategy") or []
         provider = strategy[0]["capacityProvider"] if strategy else self._get_param("launchType")
         reason = runner.capacity_failure(provider)
+        if runner.held_run_task():
+            reason = "the caller was gone before this RunTask reached ECS"
         if reason is not None:
             return ActionResult({"tasks": [], "failures": [{"reason": reason}]})
         return original_response(self)

@@ -12,6 +12,7 @@ import copy
 import json
 import os
 import shutil
+import signal
 import subprocess
 import uuid
 from dataclasses import dataclass
@@ -139,6 +140,19 @@ class ExecutingStack:
                 },
             ).id
         return probe
+
+    def kill_worker(self) -> None:
+        """The worker's own task dies at once (SIGKILL): out of memory, or Spot's stopTimeout ran out."""
+        worker = self.stack.worker
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(timeout=20)
+
+    def start_worker(self, **env: str) -> None:
+        """What the worker's ECS service does once its task stopped: start another (`env` added)."""
+        logs = sorted(self.stack.project.workdir.glob("executing-worker*.log"))
+        log = self.stack.project.workdir / f"executing-worker-{len(logs) + 1}.log"
+        self.stack.worker = self.side.start_worker(log, **env)
 
     def describe_task(self, task_arn: str) -> dict[str, Any]:
         ecs = self.server.client("ecs", self.region)

@@ -86,6 +86,9 @@ class TaskRunner:
         self.tasks: dict[str, RunningTask] = {}
         self.unavailable: set[str] = set()
         self.lock = threading.RLock()
+        self.run_task_held = threading.Condition(self.lock)
+        self.holding_run_tasks = False
+        self.held_run_tasks = 0
         self._addresses = itertools.count(2)
         self.pid_file = workdir / "task-sessions"
 
@@ -99,6 +102,26 @@ class TaskRunner:
         with self.lock:
             (self.unavailable.discard if available else self.unavailable.add)(provider)
         return {"unavailable": sorted(self.unavailable)}
+
+    def hold_run_tasks(self, hold: bool) -> dict[str, Any]:
+        """While on, each RunTask waits; turned off, the waiting ones fail and start no task.
+
+        What ECS sees when the caller's own task is stopped before its RunTask
+        reaches it: the worker died mid-submission (Prefect #20485).
+        """
+        with self.run_task_held:
+            self.holding_run_tasks = hold
+            self.run_task_held.notify_all()
+            return {"holding": hold, "held": self.held_run_tasks}
+
+    def held_run_task(self) -> bool:
+        """Called by RunTask: waits while RunTasks are held; True if this one was."""
+        with self.run_task_held:
+            if not self.holding_run_tasks:
+                return False
+            self.held_run_tasks += 1
+            self.run_task_held.wait_for(lambda: not self.holding_run_tasks)
+            return True
 
     def interrupt_as_spot(self, task_arn: str) -> dict[str, Any]:
         running = self.find(task_arn)

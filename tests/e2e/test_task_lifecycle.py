@@ -217,3 +217,44 @@ def test_a_late_stopped_event_leaves_the_current_attempt_alone(executing_stack: 
         assert len(probe.run_task_requests()) == 2, "no extra attempt"
     finally:
         _cleanup(executing, probe)
+
+
+# The bound the replacement worker is started with (the stack's default is 10 min):
+# above the time a task takes to start here under load, so only the stuck run is crashed.
+STUCK_PENDING_MINUTES = 1
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_a_worker_killed_mid_submission_leaves_no_run_pending(executing_stack: Executing, name: str) -> None:
+    """Prefect #20485: the worker proposed Pending and dies before its RunTask reaches ECS.
+
+    The worker ECS starts in its place marks the run Crashed once it has been
+    Pending longer than the bound, and crash recovery re-runs it like any crash.
+    """
+    executing = executing_stack(name)
+    held = executing.server.hold_run_tasks(True)
+    try:
+        probe = executing.run_probe("worker-killed", hold=False)
+        wait_for("the worker's RunTask", lambda: executing.server.hold_run_tasks(True) > held, timeout=120)
+        executing.kill_worker()
+    finally:
+        executing.server.hold_run_tasks(False)
+    try:
+        assert probe.flow_run().state.type == StateType.PENDING
+        assert probe.run_task_requests() == [], "the held RunTask started a task"
+        executing.start_worker(STUCK_PENDING_MINUTES=str(STUCK_PENDING_MINUTES))
+        probe.wait_for_state(StateType.COMPLETED, timeout=STUCK_PENDING_MINUTES * 60 + 240)
+        types = [t for t, _ in itertools.groupby(probe.state_types())]
+        assert types[:3] == [StateType.SCHEDULED, StateType.PENDING, StateType.CRASHED], types
+        with executing.side.client() as client:
+            states = client.read_flow_run_states(probe.flow_run_id)
+        (crashed,) = [state for state in states if state.type == StateType.CRASHED]
+        assert f"Pending for over {STUCK_PENDING_MINUTES} min" in crashed.message, crashed.message
+        (outcome,) = _handler_outcomes(executing, probe, 1)
+        assert outcome.startswith("re-run 1 of"), outcome
+        assert probe.started_attempts() == [1], "the body ran once: the first attempt never started"
+        assert len(probe.run_task_requests()) == 1
+    finally:
+        _cleanup(executing, probe)
+        executing.kill_worker()
+        executing.start_worker()  # the stack's own bound again

@@ -233,7 +233,7 @@ class PrefectProject:
             return [*PREFECT, *command[1:]]
         return command
 
-    def start_worker(self, log_path: Path) -> subprocess.Popen:
+    def start_worker(self, log_path: Path, **env_overrides: str) -> subprocess.Popen:
         container_env = self.worker_container_environment()
         # The real worker talks to the real API with the secret ECS injects; here
         # it talks to the local server (which ignores credentials).
@@ -246,6 +246,7 @@ class PrefectProject:
             "PREFECT_WORKER_HEARTBEAT_SECONDS": "5",
             # --with-healthcheck's server: tests share the host's ports, a container has its own.
             "PREFECT_WORKER_WEBSERVER_PORT": str(free_port()),
+            **env_overrides,
         }
         if self.project.answers.get("prefect_backend") == "server":
             env["PREFECT_API_AUTH_STRING"] = FAKE_PREFECT_AUTH_STRING

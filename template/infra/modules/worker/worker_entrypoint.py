@@ -130,7 +130,9 @@ def sweep_forever(pool: str, minutes: float) -> None:
         try:
             crash_stuck_pending_runs(pool, minutes)
         except Exception:
-            sweeper_logger.exception("Sweep for stuck Pending runs failed; next one in %g s", interval)
+            sweeper_logger.exception(
+                "Sweep for stuck Pending runs failed; next one in %g s", interval
+            )
         time.sleep(interval)
 
 
@@ -148,7 +150,9 @@ if __name__ == "__main__":
     guard_crash_handler()
     if pool := pool_argument(sys.argv):
         minutes = float(os.environ.get("STUCK_PENDING_MINUTES", "10"))
-        sweeper = threading.Thread(target=sweep_forever, args=(pool, minutes), name="sweeper", daemon=True)
+        sweeper = threading.Thread(
+            target=sweep_forever, args=(pool, minutes), name="sweeper", daemon=True
+        )
         sweeper.start()
     sys.argv = ["prefect", *sys.argv[1:]]
     sys.exit(app())

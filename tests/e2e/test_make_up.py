@@ -41,7 +41,10 @@ ANSWERS = {
     "prefect_backend": "server",
     "ci_provider": "none",
     "aws_account_id_dev": EMULATED_ACCOUNT,
+    # The worker's image is copied into the environment's ECR by `make up` (its worker-image step).
+    "worker_image_mirror": True,
 }
+WORKER_IMAGE_REPOSITORY = f"{SLUG}-dev-worker-image"
 
 
 @dataclass
@@ -58,6 +61,11 @@ class UpProject:
     def docker_calls(self) -> list[str]:
         """What docker was asked to do, its `docker version` checks (make doctor) aside."""
         return [call for call in self.docker_log.read_text().splitlines() if not call.startswith("version")]
+
+    def mirrored_worker_images(self) -> list[str]:
+        ecr = self.server.client("ecr", REGION)
+        images = ecr.describe_images(repositoryName=WORKER_IMAGE_REPOSITORY)["imageDetails"]
+        return [tag for image in images for tag in image.get("imageTags", [])]
 
     def deployments(self) -> list[str]:
         with SyncPrefectClient(self.prefect.api_url) as client:
@@ -119,6 +127,12 @@ def test_up_stops_at_a_failed_step_and_resumes(up_project: UpProject) -> None:
     buckets = {b["Name"] for b in up_project.server.client("s3", REGION).list_buckets()["Buckets"]}
     assert state_bucket in buckets, "the state bucket was not bootstrapped"
     assert up_project.deployments() == [], "deploy ran after a failed step"
+    # The worker-image step (before the secret) copied the pinned upstream image into ECR.
+    (mirror,) = [call for call in up_project.docker_calls() if call.startswith("buildx")]
+    _, _, _, _, target, source = mirror.split()
+    assert source.startswith("docker.io/prefecthq/prefect-aws:"), mirror
+    assert target.split("/", 1)[1] == f"{WORKER_IMAGE_REPOSITORY}:{source.rsplit(':', 1)[1]}", mirror
+    assert up_project.mirrored_worker_images() == [source.rsplit(":", 1)[1]]
     doctor = up_project.make("doctor", "ENV=dev")  # alone, an empty secret is a failure with its fix
     assert doctor.returncode != 0, output_of(doctor)[-3000:]
     empty_secret = r"FAIL  Prefect secret: .* has no value\n      fix: `make secret-set`"
@@ -150,13 +164,14 @@ def test_a_second_up_changes_nothing_and_says_so(up_project: UpProject) -> None:
     output = output_of(result)
     assert result.returncode == 0, output[-5000:]
     for skipped in (
+        "is in ECR already.",
         "exists: skipped.",
         "Terraform: no changes in dev: skipped.",
         "The Prefect secret of dev is set: skipped",
         "This source is deployed to dev already: skipped",
     ):
         assert skipped in output, output[-5000:]
-    assert up_project.docker_calls() == docker_calls, "an image was built or pushed again"
+    assert up_project.docker_calls() == docker_calls, "an image was built, pushed or mirrored again"
     assert up_project.deployments() == deployments
 
 

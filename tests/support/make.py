@@ -76,11 +76,20 @@ def path_without(tool: str, folder: Path, path: str | None = None) -> str:
 
 
 FAKE_DOCKER = """#!/bin/sh
-# A docker CLI without an engine, as in a CI runner: records every call, answers `version`.
+# A docker CLI without an engine, as in a CI runner: records every call, answers `version`,
+# and `buildx imagetools create --tag <registry>/<repository>:<tag> <source>` (which copies a
+# manifest between registries, no engine needed) puts a manifest into that ECR repository.
 printf '%s\\n' "$*" >> "{log}"
 case "$1" in
   version) echo 27.0.0-fake ;;
   login) cat > /dev/null; echo "Login Succeeded" ;;
+  buildx)
+    if [ "$2 $3 $4" = "imagetools create --tag" ]; then
+      reference="${{5#*/}}"
+      index='{{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": []}}'
+      aws ecr put-image --repository-name "${{reference%:*}}" --image-tag "${{reference##*:}}" \\
+        --image-manifest "$index" > /dev/null
+    fi ;;
 esac
 """
 

@@ -241,7 +241,7 @@ def test_a_worker_killed_mid_submission_leaves_no_run_pending(executing_stack: E
         executing.server.hold_run_tasks(False)
     try:
         assert probe.flow_run().state.type == StateType.PENDING
-        assert probe.run_task_requests() == [], "the held RunTask started a task"
+        assert probe.task_arns() == [], "the held RunTask started a task"
         executing.start_worker(STUCK_PENDING_MINUTES=str(STUCK_PENDING_MINUTES))
         probe.wait_for_state(StateType.COMPLETED, timeout=STUCK_PENDING_MINUTES * 60 + 240)
         types = [t for t, _ in itertools.groupby(probe.state_types())]
@@ -253,7 +253,7 @@ def test_a_worker_killed_mid_submission_leaves_no_run_pending(executing_stack: E
         (outcome,) = _handler_outcomes(executing, probe, 1)
         assert outcome.startswith("re-run 1 of"), outcome
         assert probe.started_attempts() == [1], "the body ran once: the first attempt never started"
-        assert len(probe.run_task_requests()) == 1
+        assert len(probe.task_arns()) == 1, "one task: the re-run's"
     finally:
         _cleanup(executing, probe)
         executing.kill_worker()

@@ -64,6 +64,7 @@ class MotoServer:
     control_port: int | None = None
     log_path: Path = field(init=False)
     run_task_capture: Path = field(init=False)
+    stopped: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -116,6 +117,10 @@ class MotoServer:
 
     def stop(self) -> None:
         """Stop the emulator; then kill whatever its task runner started and left (it kills them first)."""
+        # Once only: the recorded session ids may belong to other processes later.
+        if self.stopped:
+            return
+        self.stopped = True
         if self.process is not None and self.process.poll() is None:
             os.kill(self.process.pid, signal.SIGTERM)
             try:

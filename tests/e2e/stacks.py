@@ -181,7 +181,19 @@ class Stacks:
         """
         if name not in self.destroyed:
             self.destroyed[name] = self.pool.submit(self.stacks[name].destroy)
-        return self.destroyed[name].result()
+        left = self.destroyed[name].result()
+        self.release(name)
+        return left
+
+    def release(self, name: str) -> None:
+        """Stop what stack `name` runs (worker, emulator, Prefect server) after its last test.
+
+        The xdist worker goes on with other tests, and idle servers still poll.
+        """
+        self.stacks[name].close()
+        server = self._prefect_servers.get(name)
+        if server is not None and server.done() and not server.exception():
+            server.result().stop()
 
     def close(self) -> None:
         for future in list(self.applied.values()) + list(self.destroyed.values()):

@@ -313,9 +313,12 @@ def test_spot_interruption_crashes_the_run_and_automation_reruns_it(stacks: Stac
 @pytest.mark.parametrize("name", sorted(BROKEN_RENDERS))
 def test_broken_render_stops_the_pipeline_at_the_right_step(stacks: Stacks, name: str) -> None:
     expected_step = BROKEN_RENDERS[name][2]
-    with pytest.raises(StepFailed) as failure:
-        stack = stacks.applied_stack(f"broken-{name}")
-        launch_flow_run(stacks, stack)
+    try:
+        with pytest.raises(StepFailed) as failure:
+            stack = stacks.applied_stack(f"broken-{name}")
+            launch_flow_run(stacks, stack)
+    finally:
+        stacks.release(f"broken-{name}")
     assert failure.value.step == expected_step, str(failure.value)
 
 

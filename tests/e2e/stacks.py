@@ -190,7 +190,8 @@ class Stacks:
 
         The xdist worker goes on with other tests, and idle servers still poll.
         """
-        self.stacks[name].close()
+        if name in self.stacks:
+            self.stacks[name].close()
         server = self._prefect_servers.get(name)
         if server is not None and server.done() and not server.exception():
             server.result().stop()

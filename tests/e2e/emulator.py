@@ -116,18 +116,27 @@ class MotoServer:
         raise RuntimeError(f"moto did not start within {STARTUP_TIMEOUT} s:\n{self.log_path.read_text()}")
 
     def stop(self) -> None:
-        """Stop the emulator; then kill whatever its task runner started and left (it kills them first)."""
-        # Once only: the recorded session ids may belong to other processes later.
+        """Stop the emulator, which kills its running tasks' processes first.
+
+        Only if it could not (killed, or dead before), kill the sessions its task
+        runner recorded: a last resort, because process ids are reused (the
+        system's pid_max may be 32768) and a finished task's session id can name
+        another test's process by now.
+        """
         if self.stopped:
             return
         self.stopped = True
-        if self.process is not None and self.process.poll() is None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
             os.kill(self.process.pid, signal.SIGTERM)
             try:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 os.kill(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=15)
+        if self.process.returncode == 0:
+            return
         groups = self.workdir / "task-sessions"
         for pid in groups.read_text().split() if groups.exists() else []:
             kill_session(int(pid))

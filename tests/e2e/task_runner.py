@@ -234,11 +234,16 @@ class TaskRunner:
             self._finish(running)
 
     def shutdown(self) -> None:
-        """Kill every process group this emulator started (session teardown)."""
+        """Kill the processes of every container still running (the emulator stops).
+
+        Only running ones: an ended container's session id and namespace inode
+        may be reused by then, by another test's processes.
+        """
         with self.lock:
             containers = [c for running in self.tasks.values() for c in running.containers]
         for container in containers:
-            _signal(container.process.pid, signal.SIGKILL, group=True, namespace=container.namespace())
+            if container.process.poll() is None:
+                _signal(container.process.pid, signal.SIGKILL, group=True, namespace=container.namespace())
 
     # --- the task's life ------------------------------------------------------------
     def _run(self, backend: Any, running: RunningTask) -> None:

@@ -62,6 +62,9 @@ class EmulatedProject:
     tf_env: dict[str, str]
     answers: dict[str, Any] = field(init=False)
     project: Path = field(init=False)
+    # `terraform output -json` costs ~0.4 s of CPU and tests poll it: kept per
+    # root until a Terraform run of this object or a local state file changes.
+    _outputs_seen: dict[Path, tuple[Any, dict[str, Any]]] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.project = self.workdir / "project"
@@ -229,10 +232,18 @@ class EmulatedProject:
         return [f"-var=aws_account_id={EMULATED_ACCOUNT}"]
 
     def _outputs(self, root: Path) -> dict[str, Any]:
-        result = self._tf(["output", "-json"], root)
-        return {name: output["value"] for name, output in json.loads(result.stdout).items()}
+        state = root / "terraform.tfstate"
+        fingerprint = (state.stat().st_mtime_ns, state.stat().st_size) if state.exists() else None
+        seen = self._outputs_seen.get(root)
+        if seen is None or seen[0] != fingerprint:
+            result = self._tf(["output", "-json"], root)
+            outputs = {name: output["value"] for name, output in json.loads(result.stdout).items()}
+            self._outputs_seen[root] = seen = (fingerprint, outputs)
+        return dict(seen[1])
 
     def _tf(self, args: list[str], root: Path, *, check: bool = True):
+        if args[0] not in ("output", "show"):
+            self._outputs_seen.pop(root, None)
         started = time.monotonic()
         result = run_terraform(args, cwd=root, env=self.tf_env, check=False)
         # Appended: a root planned twice (before and after an edit) keeps both logs.

@@ -64,7 +64,9 @@ class EmulatedProject:
     project: Path = field(init=False)
     # `terraform output -json` costs ~0.4 s of CPU and tests poll it: kept per
     # root until a Terraform run of this object or a local state file changes.
-    _outputs_seen: dict[Path, tuple[Any, dict[str, Any]]] = field(default_factory=dict, init=False, repr=False)
+    _outputs_seen: dict[Path, tuple[Any, dict[str, Any]]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         self.project = self.workdir / "project"

@@ -84,10 +84,16 @@ def _all_stopped(executing: ExecutingStack, arns: list[str]) -> list[dict[str, A
     return wait_for(f"every Dask task to be STOPPED: {arns}", stopped, timeout=90)
 
 
-def _assert_cluster_ran_and_stopped(executing: ExecutingStack, dask_tasks: dict[str, str]) -> None:
+def _assert_cluster_ran_and_stopped(
+    executing: ExecutingStack, flow_task: str, dask_tasks: dict[str, str]
+) -> dict[str, Any]:
     """A scheduler and a worker ran their real commands, connected, and are STOPPED now;
-    their task definitions, registered by the cluster, are deregistered."""
+    their task definitions, registered by the cluster, are deregistered. Returns the
+    flow run's own task, STOPPED."""
     assert sorted(set(dask_tasks.values())) == list(DASK_CONTAINERS), dask_tasks
+    # The run's state is final before its process closes the cluster; once its
+    # task is STOPPED, the process and whatever it does on the way out are done.
+    stopped_flow_task = executing.stopped_task(flow_task)
     ecs = executing.server.client("ecs", executing.region)
     for task in _all_stopped(executing, list(dask_tasks)):
         definition = ecs.describe_task_definition(taskDefinition=task["taskDefinitionArn"])["taskDefinition"]
@@ -97,6 +103,7 @@ def _assert_cluster_ran_and_stopped(executing: ExecutingStack, dask_tasks: dict[
             assert "Scheduler at:" in log, log
         else:
             assert "Registered to:" in log, log
+    return stopped_flow_task
 
 
 @pytest.fixture
@@ -118,8 +125,8 @@ def test_primes_runs_on_its_dask_cluster_and_stops_it(executing: ExecutingStack)
     log = _logs(executing, flow_task)
     assert run.state.type == StateType.COMPLETED, f"{run.state}\n{log}"
     assert f"{PRIMES_BELOW_100_000} primes below 100000 (4 ranges)" in log, log
-    _assert_cluster_ran_and_stopped(executing, _dask_tasks(executing, known))
-    assert executing.stopped_task(flow_task)["containers"][0]["exitCode"] == 0
+    stopped = _assert_cluster_ran_and_stopped(executing, flow_task, _dask_tasks(executing, known))
+    assert stopped["containers"][0]["exitCode"] == 0
 
 
 @pytest.mark.parametrize("name", DASK_SETS)
@@ -131,8 +138,7 @@ def test_a_failed_dask_task_fails_the_run_and_stops_its_cluster(executing: Execu
     log = _logs(executing, flow_task)
     assert run.state.type == StateType.FAILED, f"{run.state}\n{log}"
     assert "ZeroDivisionError" in log, log
-    _assert_cluster_ran_and_stopped(executing, _dask_tasks(executing, known))
-    executing.stopped_task(flow_task)
+    _assert_cluster_ran_and_stopped(executing, flow_task, _dask_tasks(executing, known))
 
 
 @pytest.mark.parametrize("name", DASK_SETS)
@@ -158,7 +164,6 @@ def test_cancel_stops_the_run_and_every_dask_task(executing: ExecutingStack) -> 
         client.set_flow_run_state(flow_run_id, Cancelling(message="Cancelled from the API"))
     run = _final_run(executing, flow_run_id)
     assert run.state.type == StateType.CANCELLED, f"{run.state}\n{_logs(executing, flow_task)}"
-    executing.stopped_task(flow_task)
     dask_tasks = _dask_tasks(executing, known)
     assert worker in dask_tasks
-    _assert_cluster_ran_and_stopped(executing, dask_tasks)
+    _assert_cluster_ran_and_stopped(executing, flow_task, dask_tasks)

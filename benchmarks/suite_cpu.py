@@ -1,4 +1,4 @@
-"""Where a command's CPU goes, by kind of process: `suite_cpu.py [-- COMMAND ...]`.
+"""Where a command's CPU goes, by kind of process: `suite_cpu.py [--show KIND] [-- COMMAND ...]`.
 
 Runs COMMAND (default: the README's test command, `bash .ci/run`) and samples
 /proc twice a second, keeping each descendant process's latest user+system CPU
@@ -9,6 +9,7 @@ suite outgrows its budget.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import subprocess
@@ -23,8 +24,9 @@ KINDS = [
     ("terraform-provider-aws", r"terraform-provider-aws"),
     ("terraform", r"^\S*terraform "),
     ("prefect server", r"prefect server start|uvicorn .*prefect\.server"),
-    ("flow-run workspace supervisor", r"prefect\.runner\._workspace_supervisor"),
-    ("flow-run task (emulated ECS)", r"\.flow_run\b|flow-run execute"),
+    # A flow run is three processes that import Prefect: `flow-run execute` (or
+    # the task's own module), Prefect 3.8's workspace supervisor, the engine.
+    ("flow runs", r"\.flow_run\b|flow-run execute|prefect[./]runner[./]_workspace_|prefect\.engine"),
     ("prefect worker", r"worker start|The worker container's command"),
     ("prefect CLI", r"-m prefect |/prefect "),
     ("moto (emulator)", r"moto"),
@@ -85,7 +87,11 @@ def sample(command: list[str]) -> tuple[int, float, dict[tuple[str, str], list]]
 
 
 def main(argv: list[str]) -> int:
-    command = argv[argv.index("--") + 1 :] if "--" in argv else ["bash", ".ci/run"]
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--show", metavar="KIND", help="also list KIND's costliest command lines")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="after --; default: bash .ci/run")
+    args = parser.parse_args(argv)
+    command = (args.command[1:] if args.command[:1] == ["--"] else args.command) or ["bash", ".ci/run"]
     code, wall, seen = sample(command)
     by_kind: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
     for entry_command, cpu in seen.values():
@@ -96,6 +102,12 @@ def main(argv: list[str]) -> int:
     print(f"`{' '.join(command)}` exited {code} after {wall / 60:.1f} min; sampled CPU {total / 60:.1f} min")
     for kind, (cpu, count) in sorted(by_kind.items(), key=lambda item: -item[1][0]):
         print(f"  {kind:32} {cpu:7.0f} s  {cpu / total:6.1%}  {count:5d} processes")
+    if args.show:
+        shown = sorted(
+            (entry for entry in seen.values() if kind_of(entry[0]) == args.show), key=lambda e: -e[1]
+        )
+        for entry_command, cpu in shown[:20]:
+            print(f"    {cpu:7.1f} s  {entry_command[:150]!r}")
     return code
 
 

@@ -94,6 +94,8 @@ def _assert_cluster_ran_and_stopped(
     # The run's state is final before its process closes the cluster; once its
     # task is STOPPED, the process and whatever it does on the way out are done.
     stopped_flow_task = executing.stopped_task(flow_task)
+    # dask_cloudprovider's exit-time finalizers found the event loop closed.
+    assert "IOLoop is closed" not in (flow_log := _logs(executing, flow_task)), flow_log[-3000:]
     ecs = executing.server.client("ecs", executing.region)
     for task in _all_stopped(executing, list(dask_tasks)):
         definition = ecs.describe_task_definition(taskDefinition=task["taskDefinitionArn"])["taskDefinition"]

@@ -68,20 +68,17 @@ def sample(command: list[str]) -> tuple[int, float, dict[tuple[str, str], list]]
     seen: dict[tuple[str, str], list] = {}  # (pid, start time) -> [command, CPU]
     while root.poll() is None:
         stats = {pid: stat for pid in filter(str.isdigit, os.listdir("/proc")) if (stat := _stat(pid))}
-        added = True
-        while added:  # a child may be listed before its parent
-            added = False
-            for pid, (parent, start, _) in stats.items():
+        # By start time, so a parent is placed before its children; a reused pid
+        # is someone else's process until its parent is ours.
+        for pid, (parent, start, cpu) in sorted(stats.items(), key=lambda item: int(item[1][1])):
+            if ours.get(pid) != start:
                 parent_stat = stats.get(parent)
-                is_ours = ours.get(pid) == start or (parent_stat and ours.get(parent) == parent_stat[1])
-                if is_ours and ours.get(pid) != start:
-                    ours[pid] = start  # a reused pid is someone else's until its parent is ours
-                    added = True
-        for pid, (_, start, cpu) in stats.items():
-            if ours.get(pid) == start:
-                entry = seen.setdefault((pid, start), ["", 0.0])
-                # Read each time: a forked child shows its parent's command until it execs.
-                entry[:] = [_command(pid) or entry[0], cpu]
+                if not (parent_stat and ours.get(parent) == parent_stat[1]):
+                    continue
+                ours[pid] = start
+            entry = seen.setdefault((pid, start), ["", 0.0])
+            # Read each time: a forked child shows its parent's command until it execs.
+            entry[:] = [_command(pid) or entry[0], cpu]
         time.sleep(0.5)
     return root.returncode, time.monotonic() - started, seen
 

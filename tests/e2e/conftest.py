@@ -45,7 +45,9 @@ def _own_group(item: pytest.Item) -> str | None:
     name = callspec.params.get("name") if callspec else None
     if name in BROKEN_RENDERS:
         return "e2e-broken-renders"
-    if name is not None and ANSWER_SETS[name].get("dask_cluster"):
+    if getattr(item.module, "USES_DASK_PORTS", False) or (
+        name is not None and ANSWER_SETS[name].get("dask_cluster")
+    ):
         # Its Dask tasks listen on the Dask module's fixed ports, as tests/project/test_dask_commands.py's do.
         return "e2e-dask-ports"
     if name is not None:

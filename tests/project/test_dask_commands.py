@@ -36,8 +36,9 @@ from support.hcl import load_module
 
 # The commands listen on the dask module's fixed ports on every interface, as
 # the e2e Dask scenarios' do: never both at once (tests/e2e/conftest.py puts
-# the stacks with a Dask cluster in this group).
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e-dask-ports")]
+# this module and the stacks with a Dask cluster in one xdist group).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
+USES_DASK_PORTS = True
 
 REGION = "us-east-1"
 DASK_PORTS = ("scheduler", "dashboard", "worker", "nanny")

@@ -19,10 +19,11 @@ from pathlib import Path
 import pytest
 from support.answer_sets import ANSWER_SETS, VALUE_SWEEPS
 from support.rendering import render_template
+from support.xdist_order import WAITING_MARKERS
 
 Render = Callable[..., Path]
 
-pytest_plugins = ["support.tf_fixtures"]
+pytest_plugins = ["support.tf_fixtures", "support.xdist_order"]
 
 # `pytest -m quick`, the edit loop (README, "How the template is tested"): every
 # static check on these two sets, which between them take the other choice of
@@ -42,18 +43,19 @@ NOT_QUICK_MODULES = {
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
-    """`-n auto`: a worker per core for `-m quick` (all CPU); twice that for the whole
-    suite, whose emulator and Prefect-server tests spend most of their time waiting."""
+    """`-n auto`: a worker per core for `-m quick` (all CPU); three per core for the whole
+    suite, whose emulator and Prefect-server groups spend most of their time waiting
+    (with two per core, both cores idled half of the first minutes)."""
     if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
         return None  # xdist's own hook reads it
     cores = len(os.sched_getaffinity(0))
-    return cores if "quick" in (config.getoption("markexpr") or "") else 2 * cores
+    return cores if "quick" in (config.getoption("markexpr") or "") else 3 * cores
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.name in NOT_QUICK_MODULES or any(
-            item.get_closest_marker(marker) for marker in ("slow", "e2e", "prefect_server")
+            item.get_closest_marker(marker) for marker in WAITING_MARKERS
         ):
             continue
         params = getattr(getattr(item, "callspec", None), "params", {})

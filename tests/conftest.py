@@ -19,17 +19,19 @@ from pathlib import Path
 import pytest
 from support.answer_sets import ANSWER_SETS, VALUE_SWEEPS
 from support.rendering import render_template
-from support.xdist_order import WAITING_MARKERS
+from support.xdist_order import waiting_groups_first
 
 Render = Callable[..., Path]
 
-pytest_plugins = ["support.tf_fixtures", "support.xdist_order"]
+pytest_plugins = ["support.tf_fixtures"]
 
 # `pytest -m quick`, the edit loop (README, "How the template is tested"): every
 # static check on these two sets, which between them take the other choice of
 # nearly every shape question (cloud/server, ecr/s3, local/s3 state, github/none
 # CI, one/two environments), plus the checks' own tests on broken fixtures.
 QUICK_SETS = ("default", "s3-server")
+# Tests that mostly wait (an emulator, a Prefect server, the generated project): never quick.
+WAITING_MARKERS = ("slow", "e2e", "prefect_server")
 # Modules whose tests are not static checks of one render (many renders, the
 # update path, an emulator or a Prefect server): never quick.
 NOT_QUICK_MODULES = {
@@ -63,6 +65,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             continue
         if params.get("answer_set", QUICK_SETS[0]) in QUICK_SETS:
             item.add_marker(pytest.mark.quick)
+
+
+# Under its own name (a module has one function per name); trylast: after the conftests
+# that add xdist_group markers (tryfirst) and after `-m` deselects by the quick marker.
+@pytest.hookimpl(trylast=True, specname="pytest_collection_modifyitems")
+def pytest_collection_modifyitems_in_xdist_order(items: list[pytest.Item]) -> None:
+    waiting_groups_first(items, WAITING_MARKERS)
 
 
 def run_shared_dir(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:

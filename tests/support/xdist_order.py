@@ -13,8 +13,6 @@ from collections import Counter
 
 import pytest
 
-WAITING_MARKERS = ("slow", "e2e", "prefect_server")
-
 
 def xdist_group(item: pytest.Item) -> str | None:
     """The group xdist's loadgroup puts `item` in (its rule: every name, sorted), None if none."""
@@ -25,13 +23,12 @@ def xdist_group(item: pytest.Item) -> str | None:
     return "_".join(sorted(names)) or None
 
 
-# trylast: after the conftests that add xdist_group markers (tryfirst) and the deselection.
-@pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def waiting_groups_first(items: list[pytest.Item], waiting_markers: tuple[str, ...]) -> None:
+    """Sort `items` in place; a group waits when one of its tests has one of `waiting_markers`."""
     groups = {item: xdist_group(item) for item in items}
     sizes = Counter(groups.values())
     waiting = {
-        groups[item] for item in items if any(item.get_closest_marker(marker) for marker in WAITING_MARKERS)
+        groups[item] for item in items if any(item.get_closest_marker(marker) for marker in waiting_markers)
     }
 
     def key(item: pytest.Item) -> tuple[int, int, str]:

@@ -7,8 +7,9 @@ flow-run events as they do in Prefect Cloud or a self-hosted server.
 Migrating a new SQLite database is most of a server's start (~9 s of CPU
 here), so the first server keeps a copy of its database as it is once healthy
 (migrated, block types registered, nothing else) and later servers start from
-that copy without migrating or registering block types. The copy is keyed, as in the generated project's
-conftest, by every installed prefect* package (their migrations and block types).
+that copy without migrating or registering block types. The copy is keyed, as
+in the generated project's conftest, by every installed prefect* package
+(their migrations and block types).
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ class PrefectServer:
         if migrated:
             database.write_bytes(MIGRATED_DATABASE.read_bytes())
             env["PREFECT_SERVER_DATABASE_MIGRATE_ON_START"] = "false"
-            # The copy holds every block type these packages register (~0.8 s of CPU a start).
+            # ~0.8 s of CPU a start.
             env["PREFECT_API_BLOCKS_REGISTER_ON_START"] = "false"
         env.pop("PREFECT_API_KEY", None)
         log = (self.workdir / "server.log").open("w")

@@ -24,8 +24,9 @@ KINDS = [
     ("terraform-provider-aws", r"terraform-provider-aws"),
     ("terraform", r"^\S*terraform "),
     ("prefect server", r"prefect server start|uvicorn .*prefect\.server"),
-    # A flow run is three processes that import Prefect: `flow-run execute` (or
-    # the task's own module), Prefect 3.8's workspace supervisor, the engine.
+    # A flow run in a task is two processes that import Prefect: the container's
+    # command (`<package>.flow_run`, or `flow-run execute`) and the engine it
+    # starts; a process worker's run is the engine alone.
     ("flow runs", r"\.flow_run\b|flow-run execute|prefect[./]runner[./]_workspace_|prefect\.engine"),
     ("prefect worker", r"worker start|The worker container's command"),
     ("prefect CLI", r"-m prefect |/prefect "),
@@ -39,8 +40,23 @@ KINDS = [
 ]
 
 
+# What differs between runs of the same command: temporary paths, ids, ports.
+VARYING = [
+    (re.compile(r"/tmp/\S*/"), ".../"),
+    (re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"), "<uuid>"),
+    (re.compile(r"\d{4,}"), "<n>"),
+]
+
+
 def kind_of(command: str) -> str:
     return next((kind for kind, pattern in KINDS if re.search(pattern, command)), "other")
+
+
+def command_shape(command: str) -> str:
+    """`command` without what changes from one run of it to the next."""
+    for pattern, replacement in VARYING:
+        command = pattern.sub(replacement, command)
+    return command[:150]
 
 
 def _stat(pid: str) -> tuple[str, str, float] | None:
@@ -85,7 +101,11 @@ def sample(command: list[str]) -> tuple[int, float, dict[tuple[str, str], list]]
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--show", metavar="KIND", help="also list KIND's costliest command lines")
+    parser.add_argument(
+        "--show",
+        metavar="KIND",
+        help="also list the commands of KIND that cost most, the runs of each added up",
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER, help="after --; default: bash .ci/run")
     args = parser.parse_args(argv)
     command = (args.command[1:] if args.command[:1] == ["--"] else args.command) or ["bash", ".ci/run"]
@@ -100,11 +120,14 @@ def main(argv: list[str]) -> int:
     for kind, (cpu, count) in sorted(by_kind.items(), key=lambda item: -item[1][0]):
         print(f"  {kind:32} {cpu:7.0f} s  {cpu / total:6.1%}  {count:5d} processes")
     if args.show:
-        shown = sorted(
-            (entry for entry in seen.values() if kind_of(entry[0]) == args.show), key=lambda e: -e[1]
-        )
-        for entry_command, cpu in shown[:20]:
-            print(f"    {cpu:7.1f} s  {entry_command[:150]!r}")
+        by_shape: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
+        for entry_command, cpu in seen.values():
+            if kind_of(entry_command) == args.show:
+                totals = by_shape[command_shape(entry_command)]
+                totals[0] += cpu
+                totals[1] += 1
+        for shape, (cpu, count) in sorted(by_shape.items(), key=lambda item: -item[1][0])[:20]:
+            print(f"    {cpu:7.1f} s  {count:4d} x  {shape!r}")
     return code
 
 

@@ -7,6 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 E2E_ANSWER_SETS = ["default", "s3-server", "existing-vpc-multi-env"]
+# The stacks whose flow runs test_task_lifecycle.py executes (code in the ECR image,
+# and code pulled from the bucket); on the others the tests play the container.
+EXECUTING_SETS = ["default", "s3-server"]
 
 
 def _edit(relative: str, pattern: str, replacement: str = "") -> Callable[[Path], None]:

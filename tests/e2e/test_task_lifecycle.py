@@ -18,14 +18,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from answer_stacks import EXECUTING_SETS
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.states import Cancelling
 from task_execution import ExecutingStack, Probe
-from worker_run import wait_for
+from worker_run import check_run_task, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
-SETS = ["default", "s3-server"]
+SETS = EXECUTING_SETS
 ON_DEMAND = [{"capacityProvider": "FARGATE", "weight": 1, "base": 0}]
 # How long a test watches for something that must not happen (the worker's
 # observer polls its queue every few seconds).
@@ -120,10 +121,15 @@ def test_spot_interruption_reruns_on_fargate_and_the_last_attempt_completes(
         assert requests[1]["capacityProviderStrategy"] == ON_DEMAND, "spot_fallback_after = 1"
         probe.wait_for_state(StateType.COMPLETED, timeout=240)
         assert probe.started_attempts() == [1, 2]
-        outcomes = _handler_outcomes(executing, probe, 1)
-        assert "by Spot" in outcomes[0], outcomes
-        retries = executing.stack.project.answers.get("crash_retries", 2)
+        (outcome,) = _handler_outcomes(executing, probe, 1)
+        retries = _crash_retries(executing)
+        assert outcome.startswith(
+            f"re-run 1 of {retries} after a crash by Spot (stop code SpotInterruption"
+        ), outcome
+        assert outcome.endswith("on on-demand FARGATE"), outcome
+        assert probe.flow_run().job_variables["capacity_provider_strategy"] == ON_DEMAND
         assert len(probe.run_task_requests()) == 2 <= retries + 1
+        _one_handler_run_per_crash_on_demand(executing, probe)
     finally:
         _cleanup(executing, probe)
 
@@ -150,7 +156,22 @@ def test_no_spot_capacity_at_run_task_reruns_on_fargate(executing_stack: Executi
         executing.server.set_capacity("FARGATE_SPOT", available=True)
 
 
-def _crash_is_not_taken_for_spot(executing: ExecutingStack, probe: Probe, stop_code: str) -> None:
+def _crash_retries(executing: ExecutingStack) -> int:
+    return executing.stack.project.answers["crash_retries"]
+
+
+def _one_handler_run_per_crash_on_demand(executing: ExecutingStack, probe: Probe) -> None:
+    """Each Crashed state started one handler run, and the handler itself never ran on Spot."""
+    crashes = probe.state_types().count(StateType.CRASHED)
+    handler_runs = executing.side.crash_recovery_runs(probe.flow_run_id)
+    assert len(handler_runs) == crashes >= 1, (crashes, handler_runs)
+    for run in handler_runs:
+        (request, *_) = executing.side.run_task_requests_for(run.id)
+        assert request["capacityProviderStrategy"] == ON_DEMAND, "the handler itself never runs on Spot"
+
+
+def _crash_is_not_taken_for_spot(executing: ExecutingStack, probe: Probe, stop_code: str) -> str:
+    """The handler's outcome for a crash whose task stopped with `stop_code`."""
     (arn,) = probe.task_arns()
     assert executing.stopped_task(arn)["stopCode"] == stop_code
     (outcome,) = _handler_outcomes(executing, probe, 1)
@@ -159,10 +180,14 @@ def _crash_is_not_taken_for_spot(executing: ExecutingStack, probe: Probe, stop_c
     assert all(request["capacityProviderStrategy"] != ON_DEMAND for request in requests), (
         "the re-run was moved to on-demand as after a Spot interruption"
     )
+    return outcome
 
 
 @pytest.mark.parametrize("name", SETS)
 def test_an_operator_stop_task_is_not_taken_for_spot(executing_stack: Executing, name: str) -> None:
+    """Defect 3: StopTask makes the engine write the very Crashed message a Spot interruption
+    does; only the task's stop code (UserInitiated) tells them apart. The stop was meant:
+    the handler leaves the run Crashed."""
     executing = executing_stack(name)
     probe = executing.run_probe("operator-stop")
     try:
@@ -173,7 +198,12 @@ def test_an_operator_stop_task_is_not_taken_for_spot(executing_stack: Executing,
             cluster=executing.side.outputs()["cluster_arn"], task=arn, reason="stopped by the operator"
         )
         probe.release()
-        _crash_is_not_taken_for_spot(executing, probe, "UserInitiated")
+        outcome = _crash_is_not_taken_for_spot(executing, probe, "UserInitiated")
+        assert outcome.startswith("left Crashed") and "stop code UserInitiated" in outcome, outcome
+        time.sleep(QUIET_PERIOD)
+        assert probe.flow_run().state.type == StateType.CRASHED, "a stop on purpose is not undone"
+        assert len(probe.run_task_requests()) == 1
+        _one_handler_run_per_crash_on_demand(executing, probe)
     finally:
         _cleanup(executing, probe)
 
@@ -189,7 +219,17 @@ def test_a_crash_with_exit_137_is_not_taken_for_spot(executing_stack: Executing,
         task = executing.stopped_task(arn)
         assert [c["exitCode"] for c in task["containers"]] == [137]
         probe.release()
-        _crash_is_not_taken_for_spot(executing, probe, "EssentialContainerExited")
+        outcome = _crash_is_not_taken_for_spot(executing, probe, "EssentialContainerExited")
+        assert outcome.startswith(
+            f"re-run 1 of {_crash_retries(executing)} after a crash by a cause other than Spot "
+            "(stop code EssentialContainerExited"
+        ), outcome
+        assert outcome.endswith("on the deployment's capacity providers"), outcome
+        probe.wait_for_state(StateType.COMPLETED, timeout=240)
+        assert "capacity_provider_strategy" not in (probe.flow_run().job_variables or {})
+        _, rerun = probe.run_task_requests()
+        check_run_task(executing.side, rerun)
+        _one_handler_run_per_crash_on_demand(executing, probe)
     finally:
         _cleanup(executing, probe)
 

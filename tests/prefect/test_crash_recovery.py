@@ -41,7 +41,7 @@ from model import Model
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.client.schemas.objects import StateType
-from prefect.states import Cancelled, Crashed, Pending, Running, Scheduled
+from prefect.states import Crashed, Pending, Scheduled
 from support.answer_sets import ANSWER_SETS
 from support.answers import answers_of, model_of
 from support.ecs_tasks import EcsTasks, aws_client, moto_in_process
@@ -673,75 +673,6 @@ def test_crash_recovery_on_a_real_server(render, server: Server, name: str):
         for run_id in untouched:
             assert client.read_flow_run(run_id).state.type == StateType.CRASHED
             assert _handler_runs(client, handler_id, run_id) == []
-
-
-def _crash_while_running(client, run_id, message: str, task: str) -> None:
-    """A run whose task, recorded by the worker, stopped while it ran; `message` is the Crashed state's."""
-    client.set_flow_run_state(run_id, Pending())
-    client.update_flow_run(run_id, infrastructure_pid=task)
-    client.set_flow_run_state(run_id, Running())
-    client.set_flow_run_state(run_id, Crashed(message=message))
-
-
-@pytest.mark.prefect_server
-def test_stop_codes_decide_on_a_real_server(render, server: Server):
-    """Defect 3: an operator's StopTask and an out-of-memory exit are never taken for Spot.
-
-    StopTask gives the engine's SIGTERM message, exactly what a Spot interruption gives: only
-    the task's stop code (UserInitiated) tells them apart. The handler leaves such a run
-    Crashed (the stop was meant) and re-runs an exit-137 crash on the deployment's own
-    strategy, never on the on-demand fallback that Spot crashes get.
-    """
-    project = render({"project_slug": "stop-codes"})
-    answers = answers_of(project)
-    slug, environment = answers["project_slug"], "dev"
-    assert recovery_module(project).SPOT_FALLBACK_AFTER == 1, "a single Spot crash would move the run"
-    flows = server.workdir / "flows-stop-codes"
-    flows.mkdir()
-    (flows / "sleepy.py").write_text(SLEEPY_FLOW)
-    tags = [f"project:{slug}", f"env:{environment}", SPOT_TAG]
-    sleepy = {"entrypoint": "sleepy.py:sleepy", "parameters": {"marker_dir": str(flows)}}
-    _deploy(
-        server,
-        flows,
-        f"{slug}-flows",
-        [{"name": f"runs-{slug}", "tags": tags, **sleepy, "work_pool": {"name": "ecs-nobody-polls"}}],
-    )
-    _deploy(server, project, f"{slug}-handler", [_handler_deployment(project, environment)])
-    with server.client() as client:
-        _install(server, project, environment)
-        handler_id = client.read_deployment_by_name(f"crash-recovery/{slug}-{environment}").id
-        time.sleep(3)
-        deployment_id = client.read_deployment_by_name(f"sleepy/runs-{slug}").id
-        stopped, out_of_memory, interrupted = (
-            client.create_flow_run_from_deployment(deployment_id) for _ in range(3)
-        )
-        _crash_while_running(
-            client, stopped.id, SIGTERM_CRASH, server.ecs.stopped("UserInitiated", OPERATOR_STOP)
-        )
-        oom_task = server.ecs.stopped(
-            "EssentialContainerExited", "Essential container in task exited", exit_code=137
-        )
-        _crash_while_running(client, out_of_memory.id, CONTAINER_EXITED, oom_task)
-        spot_task = server.ecs.stopped("SpotInterruption", "Your Spot Task was interrupted.")
-        _crash_while_running(client, interrupted.id, SIGTERM_CRASH, spot_task)
-
-        (outcome,) = _wait_for_handler(server, client, handler_id, stopped.id, 1)
-        assert outcome.startswith("left Crashed") and "UserInitiated" in outcome, outcome
-        (outcome,) = _wait_for_handler(server, client, handler_id, out_of_memory.id, 1)
-        assert "cause other than Spot (stop code EssentialContainerExited" in outcome, outcome
-        assert "the deployment's capacity providers" in outcome, outcome
-        (outcome,) = _wait_for_handler(server, client, handler_id, interrupted.id, 1)
-        assert "by Spot (stop code SpotInterruption" in outcome and "on-demand FARGATE" in outcome, outcome
-        time.sleep(GRACE)
-        assert client.read_flow_run(stopped.id).state.type == StateType.CRASHED
-        current = client.read_flow_run(out_of_memory.id)
-        assert current.state.type == StateType.SCHEDULED
-        assert "capacity_provider_strategy" not in (current.job_variables or {})
-        strategy = client.read_flow_run(interrupted.id).job_variables["capacity_provider_strategy"]
-        assert strategy == ON_DEMAND
-        for run in (out_of_memory, interrupted):
-            client.set_flow_run_state(run.id, Cancelled(message="test over"), force=True)
 
 
 SUPERVISED_FLOW = SLEEPY_FLOW.replace("str(os.getpid())", "f'{os.getpid()} {os.getppid()}'")

@@ -218,6 +218,14 @@ class Probe:
     def run_task_requests(self) -> list[dict[str, Any]]:
         return self.executing.side.run_task_requests_for(self.flow_run_id)
 
+    def wait_for_rerun_task(self, timeout: float) -> list[dict[str, Any]]:
+        """The run's RunTask requests, once a re-run's has come."""
+        return wait_for(
+            f"a re-run's RunTask for flow run {self.flow_run_id}",
+            lambda: len(requests := self.run_task_requests()) > 1 and requests,
+            timeout=timeout,
+        )
+
     def task_arns(self) -> list[str]:
         return [arn for request in self.run_task_requests() for arn in request["startedTaskArns"]]
 

@@ -114,9 +114,7 @@ def test_spot_interruption_reruns_on_fargate_and_the_last_attempt_completes(
         assert executing.describe_task(first)["capacityProviderName"] == "FARGATE_SPOT"
         executing.server.interrupt_as_spot(first)
         assert executing.stopped_task(first)["stopCode"] == "SpotInterruption"
-        requests = wait_for(
-            "the re-run's RunTask", lambda: len(r := probe.run_task_requests()) > 1 and r, timeout=300
-        )
+        requests = probe.wait_for_rerun_task(timeout=300)
         probe.release()
         assert requests[1]["capacityProviderStrategy"] == ON_DEMAND, "spot_fallback_after = 1"
         probe.wait_for_state(StateType.COMPLETED, timeout=240)
@@ -228,9 +226,7 @@ def test_a_crash_with_exit_137_is_not_taken_for_spot(executing_stack: Executing,
         ), outcome
         assert outcome.endswith("on the deployment's capacity providers"), outcome
         assert "capacity_provider_strategy" not in (probe.flow_run().job_variables or {})
-        _, rerun = wait_for(
-            "the re-run's RunTask", lambda: len(r := probe.run_task_requests()) > 1 and r, timeout=180
-        )
+        _, rerun = probe.wait_for_rerun_task(timeout=180)
         check_run_task(executing.side, rerun)
         _one_handler_run_per_crash_on_demand(executing, probe)
     finally:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from model import Model
 from support.answers import answers_of
+from support.snapshot import git
 from support.tools import binary_missing, require
 
 MAKE_TARGETS = {
@@ -357,6 +358,58 @@ def test_dependency_image_tag_covers_every_file_that_shapes_the_image(render, tm
     (project / "uv.lock").unlink()
     missing = run(["make", "--silent", "image-tag"], project, env, timeout=60)
     assert missing.returncode != 0 and "uv.lock" in missing.stderr
+
+
+# The Makefile's rule is the same for every answer set.
+@pytest.mark.parametrize("answer_set", ["default"], indirect=True)
+def test_source_fingerprint_sees_every_change_of_the_project_and_never_fails(project: Path, tmp_path: Path):
+    """`make up` skips its deploy step while this fingerprint matches the last deploy's.
+
+    Deleted, renamed and oddly named files change it (each once made the step
+    exit silently), the rest of a monorepo does not, and outside a commit it
+    never matches, so the source is deployed again instead of taken for deployed.
+    """
+    require(binary_missing("make", "install GNU make") or binary_missing("git", "install git"))
+    monorepo = tmp_path / "monorepo"
+    copy = monorepo / "pipelines" / "project"
+    shutil.copytree(project, copy, ignore=shutil.ignore_patterns(".git"))
+    env = clean_env(tmp_path) | {"MAKEFLAGS": ""}
+
+    def fingerprint() -> str:
+        result = run(
+            ["make", "--silent", "--eval", "fingerprint: ; @echo $(SOURCE_FINGERPRINT)", "fingerprint"],
+            copy,
+            env,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    outside_git = fingerprint()
+    assert outside_git.startswith("unknown-") and fingerprint() != outside_git
+    git(monorepo, "init", "--quiet")
+    git(monorepo, "add", "--all")
+    git(monorepo, "commit", "--quiet", "--message", "pipelines")
+    clean = fingerprint()
+    assert re.fullmatch(r"[0-9a-f]{16}", clean) and fingerprint() == clean
+    (monorepo / "elsewhere.txt").write_text("another team's file\n")
+    assert fingerprint() == clean, "a change outside the project redeploys it"
+    seen = {clean}
+    changes = {
+        "an edit": lambda: (copy / "README.md").write_text("edited\n"),
+        "an untracked file": lambda: (copy / "src" / "new flow.py").write_text("# new\n"),
+        "a deletion": lambda: (copy / "README.md").unlink(),
+        "a staged rename": lambda: git(copy, "mv", "README.md", "GUIDE.md"),
+        "a name git quotes": lambda: (copy / "src" / "données.py").write_text("# new\n"),
+    }
+    for what, change in changes.items():
+        change()
+        changed = fingerprint()
+        assert changed not in seen, f"{what} kept the fingerprint"
+        seen.add(changed)
+        git(copy, "reset", "--quiet", "--hard")
+        git(copy, "clean", "--quiet", "--force", "--", ".")
+        assert fingerprint() == clean, f"undoing {what} did not restore the fingerprint"
 
 
 # The setting lives in the project's pyproject.toml, the same for every answer

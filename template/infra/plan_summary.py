@@ -5,7 +5,7 @@
 
 Counts what the plan creates, updates, replaces and destroys, and lists every
 replace and destroy by address: those are what a reviewer must not miss
-(docs/updating.md). Standard library only, so CI runs it without installing
+(docs/runbook.md). Standard library only, so CI runs it without installing
 the project.
 """
 

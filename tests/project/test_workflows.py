@@ -17,6 +17,7 @@ For every named answer set:
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import shutil
 import subprocess
@@ -28,8 +29,9 @@ import yaml
 from support.answer_sets import sets_where
 from support.answers import answers_of
 from support.hcl import parse_file, unquote
+from support.snapshot import GIT_IDENTITY, git
 from support.terraform import run_terraform
-from support.tools import require
+from support.tools import binary_missing, require
 
 ENVIRONMENT_ORDER = ["dev", "staging", "prod"]
 STATIC_KEY_PATTERN = re.compile(
@@ -336,6 +338,10 @@ def test_the_image_is_built_once_and_promoted_by_digest(github_project: Path) ->
         package = answers_of(github_project)["package_name"]
         assert f"python -m {package}.promotion > build/prefect.promoted.yaml" in runs
         assert "prefect --no-prompt deploy --all --prefect-file build/prefect.promoted.yaml" in runs
+    build_steps = deploy["jobs"]["build"]["steps"]
+    (upload,) = [s for s in build_steps if s.get("uses", "").startswith("actions/upload-artifact")]
+    # The last deploy job may wait 30 days for its reviewers (GitHub's limit), then downloads the image.
+    assert upload["with"]["retention-days"] >= 30
 
 
 @on_github_sets
@@ -387,6 +393,69 @@ def test_template_updates_arrive_as_pull_requests_with_the_plan(github_project: 
     assert 'python3 infra/plan_summary.py "$ENV" "plan-$ENV.json"' in plan_runs
     assert (github_project / "infra" / "plan_summary.py").is_file()
     assert set(needs_of(pull_request)) == {"update", "plan"}
+
+
+# The update step's script is the same for every answer set that renders it.
+@pytest.mark.parametrize("answer_set", ["default"], indirect=True)
+def test_a_template_update_that_changes_a_workflow_stops_without_the_update_token(
+    github_project: Path, tmp_path: Path
+) -> None:
+    """GitHub refuses a push that changes .github/workflows from GITHUB_TOKEN: say so, push nothing."""
+    require(binary_missing("git", "install git"))
+    update = load_workflow(github_project, "template-update.yml")["jobs"]["update"]
+    (step,) = [step for step in update["steps"] if step.get("id") == "update"]
+    assert step["env"]["HAS_UPDATE_TOKEN"] == "${{ secrets.TEMPLATE_UPDATE_TOKEN != '' }}"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    # In place of `uvx ... copier update`: a new release that edits the README, or also a workflow.
+    stand_in = bin_dir / "uvx"
+    stand_in.write_text(
+        "#!/bin/sh\n"
+        "sed -i 's/^_commit: .*/_commit: v9.9.9/' .copier-answers.yml\n"
+        "echo changed >> README.md\n"
+        'if [ -n "$TOUCH_WORKFLOW" ]; then echo "# changed" >> .github/workflows/ci.yml; fi\n'
+    )
+    stand_in.chmod(0o755)
+
+    def run_update(case: str, *, token: bool, workflow: bool) -> tuple[subprocess.CompletedProcess, str]:
+        origin, work = tmp_path / case / "origin.git", tmp_path / case / "work"
+        shutil.copytree(github_project, work, ignore=shutil.ignore_patterns(".git"))
+        git(tmp_path, "init", "--quiet", "--bare", str(origin))
+        for command in (["init", "--quiet"], ["add", "--all"], ["commit", "--quiet", "-m", "project"]):
+            git(work, *command)
+        git(work, "remote", "add", "origin", str(origin))
+        outputs = tmp_path / case / "outputs"
+        outputs.touch()
+        env = {
+            **os.environ,
+            **GIT_IDENTITY,
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+            "GITHUB_OUTPUT": str(outputs),
+            "HAS_UPDATE_TOKEN": "true" if token else "false",
+            "TOUCH_WORKFLOW": "1" if workflow else "",
+        }
+        script = tmp_path / case / "step.sh"
+        script.write_text(step["run"])
+        # How GitHub runs a `run:` step with the default bash shell.
+        result = subprocess.run(
+            ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
+            cwd=work,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        return result, git(origin, "branch", "--list", "template-update")
+
+    refused, pushed = run_update("workflow-no-token", token=False, workflow=True)
+    said = refused.stdout + refused.stderr
+    assert refused.returncode != 0 and "TEMPLATE_UPDATE_TOKEN" in refused.stdout, said
+    assert "workflows write" in refused.stdout and not pushed.strip(), said
+    for case, token, workflow in (("readme-no-token", False, False), ("workflow-token", True, True)):
+        result, pushed = run_update(case, token=token, workflow=workflow)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert pushed.strip(), f"{case}: the branch template-update was not pushed"
 
 
 @on_github_sets

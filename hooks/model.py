@@ -192,6 +192,25 @@ class Model:
             for env in self.environments_in_order
         }
 
+    @property
+    def creates_github_oidc_provider(self) -> dict[str, bool]:
+        """Per environment: whether it creates its AWS account's one GitHub OIDC provider.
+
+        The first environment of each account does, in the order the answer
+        lists them (as before account ids were asked: a changed order would move
+        the provider between states). An environment whose id is not given yet
+        counts as in the first environment's account.
+        """
+        ids = self.aws_account_ids
+        listed = [env for env in self._answer("environments") if env in ids]
+        seen: set[str] = set()
+        creates = {}
+        for env in listed:
+            account = ids[env] or ids[listed[0]]
+            creates[env] = account not in seen
+            seen.add(account)
+        return creates
+
     # ------------------------------------------------------------------ capacity
     @property
     def spot(self) -> bool:

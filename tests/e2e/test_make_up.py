@@ -184,6 +184,18 @@ def test_down_needs_the_typed_env_name_then_removes_everything(up_project: UpPro
         assert emulator.inventory(up_project.server, REGION) == before
         assert up_project.deployments()
     assert up_project.automations(), "make up installed no automation"
+    # A state Terraform cannot read is not an empty one: down stops, deleting nothing.
+    backend = up_project.project / "infra" / "envs" / "dev" / ".terraform" / "terraform.tfstate"
+    backend_config = backend.read_text()
+    backend.write_text("not a backend configuration")
+    try:
+        unreadable = up_project.make("down", "ENV=dev", stdin="dev\n")
+    finally:
+        backend.write_text(backend_config)
+    assert unreadable.returncode != 0, output_of(unreadable)[-2000:]
+    assert "nothing to delete" not in output_of(unreadable)
+    assert emulator.inventory(up_project.server, REGION) == before
+    assert up_project.deployments()
 
     result = up_project.make("down", "ENV=dev", stdin="dev\n")
     output = output_of(result)

@@ -254,3 +254,41 @@ def test_aws_account_ids_keep_the_digits_of_each_chosen_environment() -> None:
         "aws_account_id_prod": "",
     }
     assert Model(answers).aws_account_ids == {"dev": "123456789012", "prod": ""}
+
+
+@pytest.mark.parametrize(
+    ("environments", "ids", "creates"),
+    [
+        # Ids not given yet: one account, as the first environment's.
+        (["dev", "prod"], {}, {"dev": True, "prod": False}),
+        (["prod", "dev"], {}, {"prod": True, "dev": False}),
+        # Each account creates its own provider once.
+        (["dev", "prod"], {"dev": "111111111111", "prod": "222222222222"}, {"dev": True, "prod": True}),
+        (
+            ["dev", "staging", "prod"],
+            {"dev": "111111111111", "staging": "111111111111", "prod": "222222222222"},
+            {"dev": True, "staging": False, "prod": True},
+        ),
+        (["dev", "prod"], {"prod": "222222222222"}, {"dev": True, "prod": True}),
+        (["dev", "staging"], {"dev": "111111111111"}, {"dev": True, "staging": False}),
+    ],
+)
+def test_the_first_environment_of_each_account_creates_its_github_oidc_provider(
+    environments: list[str], ids: dict[str, str], creates: dict[str, bool]
+) -> None:
+    answers = {"environments": environments} | {f"aws_account_id_{env}": id_ for env, id_ in ids.items()}
+    assert Model(answers).creates_github_oidc_provider == creates
+
+
+def test_rendered_oidc_provider_flags_are_the_models(render) -> None:
+    answers = {
+        "environments": ["dev", "staging", "prod"],
+        "aws_account_id_dev": "111111111111",
+        "aws_account_id_staging": "111111111111",
+        "aws_account_id_prod": "222222222222",
+    }
+    project = render(answers)
+    for env, creates in {"dev": True, "staging": False, "prod": True}.items():
+        tfvars = (project / "infra" / "envs" / env / "terraform.tfvars").read_text()
+        flag = re.search(r"(?m)^create_github_oidc_provider\s*=\s*(\w+)$", tfvars)
+        assert flag and flag.group(1) == ("true" if creates else "false"), (env, flag)

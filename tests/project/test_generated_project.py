@@ -365,9 +365,11 @@ def test_dependency_image_tag_covers_every_file_that_shapes_the_image(render, tm
 def test_source_fingerprint_sees_every_change_of_the_project_and_never_fails(project: Path, tmp_path: Path):
     """`make up` skips its deploy step while this fingerprint matches the last deploy's.
 
-    Deleted, renamed and oddly named files change it (each once made the step
-    exit silently), the rest of a monorepo does not, and outside a commit it
-    never matches, so the source is deployed again instead of taken for deployed.
+    It is the project folder's content as git keeps it, committed or not (a
+    fresh render is a repository without commits). Deleted, renamed and oddly
+    named files change it (each once made the step exit silently), the rest of
+    a monorepo does not, and outside git it never matches, so the source is
+    deployed again instead of taken for deployed.
     """
     require(binary_missing("make", "install GNU make") or binary_missing("git", "install git"))
     monorepo = tmp_path / "monorepo"
@@ -388,10 +390,15 @@ def test_source_fingerprint_sees_every_change_of_the_project_and_never_fails(pro
     outside_git = fingerprint()
     assert outside_git.startswith("unknown-") and fingerprint() != outside_git
     git(monorepo, "init", "--quiet")
+    uncommitted = fingerprint()
+    assert re.fullmatch(r"[0-9a-f]{16}", uncommitted) and fingerprint() == uncommitted
+    (copy / "build").mkdir()
+    (copy / "build" / "dev-deployed").write_text("git-ignored\n")
+    assert fingerprint() == uncommitted, "a git-ignored file changed it"
     git(monorepo, "add", "--all")
     git(monorepo, "commit", "--quiet", "--message", "pipelines")
     clean = fingerprint()
-    assert re.fullmatch(r"[0-9a-f]{16}", clean) and fingerprint() == clean
+    assert clean == uncommitted, "committing the same content changed it"
     (monorepo / "elsewhere.txt").write_text("another team's file\n")
     assert fingerprint() == clean, "a change outside the project redeploys it"
     seen = {clean}

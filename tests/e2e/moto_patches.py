@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -218,6 +219,9 @@ def _execute_tasks(runner: TaskRunner) -> None:
 
     def backend_run_task(self: EC2ContainerServiceBackend, *args, **kwargs):
         tasks = original_run(self, *args, **kwargs)
+        for task in tasks:
+            # AWS dates every task (DescribeTasks, the task's events); moto leaves createdAt out.
+            task.created_at = datetime.now(UTC)
         if not runner.executing:
             return tasks
         for task in tasks:

@@ -439,6 +439,7 @@ def task_state_detail(running: RunningTask) -> dict[str, Any]:
         "group": task.group,
         "startedBy": task.started_by,
         "launchType": task.launch_type or "FARGATE",
+        "createdAt": _iso(getattr(task, "created_at", None)),
         "lastStatus": task.emulated_status,
         "desiredStatus": task.desired_status,
         "startedAt": _iso(getattr(task, "started_at", None)),

@@ -322,6 +322,7 @@ class PrefectProject:
             "stopCode": stop_code,
             "stoppedReason": reason,
             "stoppedAt": now,
+            "createdAt": task["createdAt"].astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
             "capacityProviderName": task.get("capacityProviderName", "FARGATE_SPOT"),
             "containers": [
                 {

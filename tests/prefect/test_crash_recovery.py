@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -41,7 +42,7 @@ from model import Model
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.client.schemas.objects import StateType
-from prefect.states import Crashed, Pending, Scheduled
+from prefect.states import Crashed, Pending, Running, Scheduled
 from support.answer_sets import ANSWER_SETS
 from support.answers import answers_of, model_of
 from support.ecs_tasks import EcsTasks, aws_client, moto_in_process
@@ -233,6 +234,7 @@ def test_the_stop_code_decides_spot(
     cause = module.crash_cause(_crashed_run(message, pid), [], uses_spot=True)
     assert (cause.spot, cause.stopped_by_caller) == (spot, stopped_by_caller), cause
     assert f"stop code {stop_code}" in cause.evidence
+    assert not cause.still_running
 
 
 @pytest.mark.parametrize(
@@ -269,6 +271,68 @@ def test_a_task_of_an_earlier_attempt_says_nothing(render, ecs_tasks: EcsTasks):
     cause = module.crash_cause(_crashed_run("stuck in Pending", pid), [rescheduled], uses_spot=True)
     assert not cause.spot and "no ECS task of this attempt" in cause.evidence
     assert not module.crash_cause(_crashed_run(SIGTERM_CRASH, None), [], uses_spot=True).spot
+
+
+def test_a_crash_while_its_task_runs_on_is_not_re_run_beside_it(render, ecs_tasks: EcsTasks):
+    """A Crashed state ECS did not make (swept from Pending while its task started): no second task."""
+    module = recovery_module(render({}))
+    pid = f"{ecs_tasks.cluster}::{ecs_tasks.running()}"
+
+    def describe_once(cluster: str, task_arn: str) -> dict:
+        """DescribeTasks as the handler calls it, without its wait for a stop code."""
+        return ecs_tasks.ecs.describe_tasks(cluster=cluster, tasks=[task_arn])["tasks"][0]
+
+    swept = _crashed_run("Pending for over 10 min", pid)
+    cause = module.crash_cause(swept, [], True, describe_once)
+    assert cause.still_running and not cause.spot and not cause.stopped_by_caller, cause
+    assert cause.evidence.startswith("stop code none yet: task "), cause.evidence
+    client = _FakeClient()
+    outcome = module._recover(client, swept, [Crashed(message=swept.state.message)], cause)
+    assert outcome.startswith("left Crashed") and "still has a running task" in outcome, outcome
+    assert client.calls == [], "a re-run would start a second task beside the running one"
+
+
+@pytest.mark.parametrize("moved_on", [False, True])
+def test_the_handler_acts_only_on_the_crashed_state_it_was_started_for(render, monkeypatch, moved_on: bool):
+    """The handler may wait minutes for ECS: a run that left that Crashed state meanwhile is not touched."""
+    module = recovery_module(render({}))
+    crashed = Crashed(message="crash")
+    run = types.SimpleNamespace(
+        id=uuid.uuid4(),
+        name="run",
+        tags=sorted(module.scope_tags("dev")),
+        state=crashed,
+        job_variables={},
+        infrastructure_pid=None,
+        deployment_id=None,
+    )
+    later = types.SimpleNamespace(**{**vars(run), "state": Running() if moved_on else crashed})
+
+    class Client(_FakeClient):
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc_info):
+            return False
+
+        def read_flow_run(self, run_id):
+            # First as the automation found it, then once more just before acting.
+            self.calls.append(("read",))
+            return run if len(self.calls) == 1 else later
+
+        def read_flow_run_states(self, run_id):
+            return [Scheduled(), crashed]
+
+    client = Client()
+    monkeypatch.setattr(module, "get_client", lambda sync_client: client)
+    monkeypatch.setattr(module, "get_run_logger", lambda: logging.getLogger("crash-recovery"))
+    outcome = module.crash_recovery.fn(f"prefect.flow-run.{run.id}", "dev").message
+    if moved_on:
+        assert outcome == "not touched: run left that Crashed state for Running", outcome
+        assert client.calls == [("read",), ("read",)]
+    else:
+        assert outcome.startswith("re-run 1 of"), outcome
+        assert client.calls[-1][:2] == ("state", StateType.SCHEDULED)
 
 
 def test_ecs_refusing_the_handler_still_recovers(render):

@@ -35,7 +35,7 @@ from prefect import flow
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.client.schemas.objects import StateType
-from prefect.states import Pending, Running
+from prefect.states import AwaitingRetry, Crashed, Pending, Running, Scheduled
 from support.ecs_tasks import EcsTasks, aws_client, moto_in_process
 from support.hcl import parse_file, unquote_tree
 from support.prefect_local import PREFECT, PrefectServer, free_port
@@ -118,6 +118,7 @@ class Stack:
 
     def send_stopped(self, task_arn: str, stop_code: str) -> None:
         """The "ECS Task State Change" event ECS sends when a task stops, as the queue delivers it."""
+        (task,) = self.ecs.ecs.describe_tasks(cluster=self.ecs.cluster, tasks=[task_arn])["tasks"]
         event = {
             "version": "0",
             "id": str(uuid.uuid4()),
@@ -129,6 +130,7 @@ class Stack:
             "detail": {
                 "clusterArn": self.ecs.arn,
                 "taskArn": task_arn,
+                "createdAt": task["createdAt"].astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
                 "lastStatus": "STOPPED",
                 "desiredStatus": "STOPPED",
                 "stopCode": stop_code,
@@ -234,6 +236,57 @@ def test_late_stopped_event_of_an_earlier_task(render, stack: Stack, worker: str
             _wait_for(
                 lambda: client.read_flow_run(run.id).state.type == StateType.CRASHED,
                 f"the current task's STOPPED event to crash the run ({log})",
+            )
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+
+
+@pytest.mark.prefect_server
+def test_an_earlier_attempts_event_while_the_re_run_is_submitted(render, stack: Stack):
+    """Pending for its re-run, the run names the earlier task until RunTask answers.
+
+    That task's late STOPPED event must not crash it. A flow's own retry
+    (AwaitingRetry) stays in its task, whose STOPPED event still does.
+    """
+    source = (render({}) / ENTRYPOINT).read_text()
+    command = [sys.executable, "-c", source, "worker", "start", "--type", "ecs", "--pool", "guarded"]
+    with stack.client() as client:
+        run = client.create_flow_run(_guarded_run)
+        earlier = stack.ecs.stopped(
+            "SpotInterruption", "Your Spot Task was interrupted.", flow_run_id=str(run.id)
+        )
+        client.update_flow_run(run.id, infrastructure_pid=earlier)
+        client.set_flow_run_state(run.id, Running())
+        client.set_flow_run_state(run.id, Crashed(message="Execution was aborted by a termination signal."))
+        # What crash recovery does, then what the worker does before its RunTask answers.
+        rerun = Scheduled(message="Crash recovery: re-run 1 of 2 ...")
+        client.set_flow_run_state(run.id, rerun, force=True)
+        client.set_flow_run_state(run.id, Pending())
+
+        log = stack.workdir / "worker-submission-window.log"
+        stack.new_queue()
+        process = _start_worker(stack, command, log)
+        try:
+            stack.send_stopped(earlier.partition("::")[2], "SpotInterruption")
+            _wait_for(stack.queue_drained, f"the worker's observer to handle the event ({log})")
+            assert client.read_flow_run(run.id).state.type == StateType.PENDING, log.read_text()
+            assert "before the run was last scheduled" in log.read_text()
+
+            current = stack.ecs.running(flow_run_id=str(run.id))
+            client.update_flow_run(run.id, infrastructure_pid=f"{stack.ecs.cluster}::{current}")
+            client.set_flow_run_state(run.id, Running())
+            client.set_flow_run_state(run.id, AwaitingRetry(), force=True)
+            client.set_flow_run_state(run.id, Running())
+            stack.ecs.ecs.stop_task(cluster=stack.ecs.cluster, task=current, reason="out of memory")
+            stack.send_stopped(current, "EssentialContainerExited")
+            _wait_for(
+                lambda: client.read_flow_run(run.id).state.type == StateType.CRASHED,
+                f"the retried attempt's own task to crash the run ({log})",
             )
         finally:
             process.terminate()

@@ -6,7 +6,9 @@ recovery re-runs the same flow run, so a late STOPPED event of an earlier
 attempt's task (SQS keeps messages for a day) would crash the attempt that runs
 now. The guard lets the handler act only on the task the run's
 infrastructure_pid ("<cluster>::<task arn>", written by the worker at RunTask)
-names.
+names, and, while a re-run is being submitted (Pending, infrastructure_pid still
+naming the earlier task until RunTask answers), not on a task created before the
+run was last scheduled.
 
 2. A sweeper for runs left Pending (Prefect #20485). The worker proposes Pending,
 then calls RunTask; a worker that dies in between (Fargate Spot reclaims it)
@@ -47,32 +49,43 @@ logger = get_logger("worker.current_task_guard")
 sweeper_logger = get_logger("worker.stuck_pending_sweeper")
 
 
-async def current_task_arn(flow_run_id: str) -> str | None:
-    """The task ARN the run's infrastructure_pid names; None if it names none."""
+async def current_attempt(flow_run_id: str) -> tuple[str | None, datetime | None]:
+    """The task ARN the run's infrastructure_pid names, and when the run was last scheduled.
+
+    Only states named Scheduled count (a new run, a crash recovery re-run):
+    a flow's own retries (AwaitingRetry) run again in the same task.
+    """
     async with get_client() as client:
         try:
             flow_run = await client.read_flow_run(uuid.UUID(flow_run_id))
+            states = await client.read_flow_run_states(flow_run.id)
         except ObjectNotFound:
-            return None
+            return None, None
     _cluster, separator, task_arn = (flow_run.infrastructure_pid or "").partition("::")
-    return task_arn if separator else None
+    scheduled = [state.timestamp for state in states if state.name == "Scheduled"]
+    return (task_arn if separator else None), max(scheduled, default=None)
 
 
 def only_current_task(handler):
     @functools.wraps(handler)
     async def guarded(event: dict, tags: dict[str, str]) -> None:
-        stopped = event.get("detail", {}).get("taskArn")
+        detail = event.get("detail", {})
+        stopped = detail.get("taskArn")
         flow_run_id = tags.get("prefect.io/flow-run-id")
-        current = await current_task_arn(flow_run_id) if stopped and flow_run_id else None
+        current, scheduled = (None, None)
+        if stopped and flow_run_id:
+            current, scheduled = await current_attempt(flow_run_id)
+        created = datetime.fromisoformat(detail["createdAt"]) if detail.get("createdAt") else None
         if current and current != stopped:
-            logger.info(
-                "Not marking flow run %s Crashed: task %s stopped, the run's current task is %s",
-                flow_run_id,
-                stopped,
-                current,
-            )
+            reason = f"the run's current task is {current}"
+        elif created and scheduled and created < scheduled:
+            reason = f"it was created at {created:%H:%M:%S}, before the run was last scheduled"
+        else:
+            await handler(event, tags)
             return
-        await handler(event, tags)
+        logger.info(
+            "Not marking flow run %s Crashed: task %s stopped, %s", flow_run_id, stopped, reason
+        )
 
     return guarded
 

@@ -196,6 +196,15 @@ def _start_worker(stack: Stack, command: list[str], log: Path, **extra_env: str)
     )
 
 
+def _stop_worker(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
 @pytest.mark.prefect_server
 @pytest.mark.parametrize("worker", ["entrypoint", "upstream"])
 def test_late_stopped_event_of_an_earlier_task(render, stack: Stack, worker: str):
@@ -238,12 +247,7 @@ def test_late_stopped_event_of_an_earlier_task(render, stack: Stack, worker: str
                 f"the current task's STOPPED event to crash the run ({log})",
             )
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+            _stop_worker(process)
 
 
 @pytest.mark.prefect_server
@@ -289,12 +293,7 @@ def test_an_earlier_attempts_event_while_the_re_run_is_submitted(render, stack: 
                 f"the retried attempt's own task to crash the run ({log})",
             )
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+            _stop_worker(process)
 
 
 def test_stack_sets_the_stuck_pending_bound_of_the_worker_container(render):
@@ -400,9 +399,4 @@ def test_worker_crashes_runs_of_its_pool_pending_past_the_bound(render, stack: S
             assert pending.type == StateType.PENDING
             assert (state.timestamp - pending.timestamp).total_seconds() >= STUCK_AFTER_SECONDS
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+            _stop_worker(process)

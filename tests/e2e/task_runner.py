@@ -439,11 +439,11 @@ def task_state_detail(running: RunningTask) -> dict[str, Any]:
         "group": task.group,
         "startedBy": task.started_by,
         "launchType": task.launch_type or "FARGATE",
-        "createdAt": _iso(getattr(task, "created_at", None)),
+        "createdAt": ecs_time(getattr(task, "created_at", None)),
         "lastStatus": task.emulated_status,
         "desiredStatus": task.desired_status,
-        "startedAt": _iso(getattr(task, "started_at", None)),
-        "updatedAt": _iso(_now()),
+        "startedAt": ecs_time(getattr(task, "started_at", None)),
+        "updatedAt": ecs_time(_now()),
         "attachments": task.attachments,
         "containers": [
             {
@@ -470,9 +470,9 @@ def task_state_detail(running: RunningTask) -> dict[str, Any]:
             {
                 "stopCode": task.stop_code,
                 "stoppedReason": task.stopped_reason,
-                "stoppingAt": _iso(getattr(task, "stopping_at", None)),
-                "stoppedAt": _iso(task.stopped_at),
-                "executionStoppedAt": _iso(task.stopped_at),
+                "stoppingAt": ecs_time(getattr(task, "stopping_at", None)),
+                "stoppedAt": ecs_time(task.stopped_at),
+                "executionStoppedAt": ecs_time(task.stopped_at),
             }
         )
     return {key: value for key, value in detail.items() if value is not None}
@@ -573,5 +573,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _iso(value: datetime | None) -> str | None:
+def ecs_time(value: datetime | None) -> str | None:
+    """A time as ECS writes it in its events: UTC, milliseconds, Z."""
     return value.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z" if value else None

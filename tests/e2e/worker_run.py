@@ -37,6 +37,7 @@ from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.client.schemas.objects import FlowRun
 from support.prefect_checks import load_prefect_yaml
 from support.prefect_local import PREFECT, PrefectServer, free_port, run_prefect
+from task_runner import ecs_time
 
 IMAGE_TAG = "e2e"
 CODE_VERSION = "e2e-20260101T000000Z"
@@ -322,7 +323,7 @@ class PrefectProject:
             "stopCode": stop_code,
             "stoppedReason": reason,
             "stoppedAt": now,
-            "createdAt": task["createdAt"].astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+            "createdAt": ecs_time(task["createdAt"].astimezone(UTC)),
             "capacityProviderName": task.get("capacityProviderName", "FARGATE_SPOT"),
             "containers": [
                 {

@@ -196,6 +196,12 @@ def _start_worker(stack: Stack, command: list[str], log: Path, **extra_env: str)
     )
 
 
+def _entrypoint_command(render, pool: str) -> list[str]:
+    """The worker container's command as the stack gives it: the rendered entrypoint, by python -c."""
+    source = (render({}) / ENTRYPOINT).read_text()
+    return [sys.executable, "-c", source, "worker", "start", "--type", "ecs", "--pool", pool]
+
+
 def _stop_worker(process: subprocess.Popen) -> None:
     process.terminate()
     try:
@@ -257,8 +263,7 @@ def test_an_earlier_attempts_event_while_the_re_run_is_submitted(render, stack: 
     That task's late STOPPED event must not crash it. A flow's own retry
     (AwaitingRetry) stays in its task, whose STOPPED event still does.
     """
-    source = (render({}) / ENTRYPOINT).read_text()
-    command = [sys.executable, "-c", source, "worker", "start", "--type", "ecs", "--pool", "guarded"]
+    command = _entrypoint_command(render, "guarded")
     with stack.client() as client:
         run = client.create_flow_run(_guarded_run)
         earlier = stack.ecs.stopped(
@@ -349,9 +354,8 @@ def test_worker_crashes_runs_of_its_pool_pending_past_the_bound(render, stack: S
     Pending 15 to 22.5 s) sees it Pending 5 to 12.5 s, and the next sweep comes
     7.5 s later: its state is read in between.
     """
-    source = (render({}) / ENTRYPOINT).read_text()
     pool = f"stuck-{uuid.uuid4().hex[:8]}"
-    command = [sys.executable, "-c", source, "worker", "start", "--type", "ecs", "--pool", pool]
+    command = _entrypoint_command(render, pool)
     with stack.client() as client:
         flow_id = client.create_flow(_guarded_run)
         deployments = {}
